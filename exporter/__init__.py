@@ -1,0 +1,1 @@
+"""Live homewatt exporter: every sensor's power and energy counter for the current second."""

@@ -1,0 +1,67 @@
+"""python -m exporter: serve the fleet's live power and energy on /metrics."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from exporter.live import LiveFleet
+from exporter.server import MetricsApp, serve
+from homewatt.fleet import FleetError, load_fleet
+from homewatt.meter import Ledger
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    # serve_forever runs in this very thread: leave it by an exception, not shutdown().
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m exporter", description=__doc__)
+    parser.add_argument(
+        "--listen",
+        default=os.environ.get("EXPORTER_LISTEN", "127.0.0.1:9105"),
+        help="host:port to serve /metrics on (env EXPORTER_LISTEN)",
+    )
+    parser.add_argument(
+        "--fleet",
+        default=os.environ.get("HOMEWATT_FLEET"),
+        help="fleet YAML file (env HOMEWATT_FLEET; default: the bundled fleet)",
+    )
+    parser.add_argument(
+        "--data",
+        default=os.environ.get("HOMEWATT_DATA", "./data"),
+        help="data directory; the energy ledger is cached under it (env HOMEWATT_DATA)",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s exporter %(levelname)s %(message)s")
+    log = logging.getLogger("exporter")
+    try:
+        fleet = load_fleet(args.fleet)
+    except FleetError as exc:
+        print(f"exporter: refusing to start: {exc}", file=sys.stderr)
+        return 2
+    host, _, port = args.listen.rpartition(":")
+    live = LiveFleet(fleet.sensors, Ledger(fleet.sensors, Path(args.data) / "ledger"))
+    start = time.perf_counter()
+    live.at(int(time.time()))  # fills the energy ledger before the first scrape
+    log.info("%d sensors ready in %.1f s", len(fleet), time.perf_counter() - start)
+    server = serve(MetricsApp(live), host or "127.0.0.1", int(port))
+    signal.signal(signal.SIGTERM, _interrupt)
+    log.info("serving http://%s:%s/metrics", host, port)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

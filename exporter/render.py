@@ -1,0 +1,58 @@
+"""Prometheus text exposition for a whole fleet, written as one string.
+
+client_python's registry builds a Sample object per child and formats each in
+Python; for 10,000 sensors that is ~60 ms a scrape, too slow for a 1 s scrape
+interval.  Here the label part of every line is built once, and a scrape only
+joins the prefixes with the current values (benchmarks/exporter_render.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import repeat
+
+import numpy as np
+
+POWER = "elec_power_watts"
+ENERGY = "elec_energy_joules_total"
+
+_HEADERS = {
+    POWER: (f"# HELP {POWER} Active power drawn now by the home, in watts.\n# TYPE {POWER} gauge\n"),
+    ENERGY: (
+        f"# HELP {ENERGY} Energy used since the meter's start (its index), in joules.\n"
+        f"# TYPE {ENERGY} counter\n"
+    ),
+}
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+class FleetRenderer:
+    def __init__(self, sensor_ids: Sequence[str]):
+        self.ids = list(sensor_ids)
+        self._prefix = {name: [f'{name}{{sensor="{_escape(i)}"}} ' for i in self.ids] for name in _HEADERS}
+
+    def render(self, t: int, power: np.ndarray, energy: np.ndarray) -> str:
+        """Both families at second `t`, each sample stamped with `t` (ms).
+
+        The explicit timestamp pins each value to the metered second it belongs to,
+        so Prometheus stores the model's value at exactly that instant whatever the
+        scrape's jitter.  Sensors whose values are missing, NaN or negative are left
+        out: Prometheus then shows a gap instead of a wrong point.
+        """
+        suffix = f" {t * 1000}\n"
+        parts = []
+        for name, values in ((POWER, power), (ENERGY, energy)):
+            values = np.asarray(values)
+            ok = np.isfinite(values) & (values >= 0)
+            prefixes = self._prefix[name]
+            if not ok.all():
+                keep = np.flatnonzero(ok)
+                prefixes = [prefixes[i] for i in keep]
+                values = values[keep]
+            text = map(repr if values.dtype.kind == "f" else str, values.tolist())
+            parts.append(_HEADERS[name])
+            parts.append("".join(map("".join, zip(prefixes, text, repeat(suffix)))))
+        return "".join(parts)

@@ -1,0 +1,74 @@
+"""HTTP endpoint serving the fleet's exposition plus the exporter's own metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import REGISTRY, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from exporter.live import LiveFleet
+from exporter.render import FleetRenderer
+
+log = logging.getLogger(__name__)
+
+RENDER_SECONDS = Gauge(
+    "homewatt_exporter_render_seconds", "Time the last /metrics took to compute and format."
+)
+SENSORS = Gauge("homewatt_exporter_sensors", "Sensors in the served fleet.")
+SKIPPED = Counter(
+    "homewatt_exporter_skipped_samples",
+    "Samples left out of a scrape because the value was missing, NaN or negative.",
+)
+
+
+class MetricsApp:
+    def __init__(self, live: LiveFleet, clock=time.time):
+        self.live = live
+        self.renderer = FleetRenderer([s.id for s in live.sensors])
+        self.clock = clock
+        SENSORS.set(len(live.sensors))
+
+    def metrics(self) -> bytes:
+        start = time.perf_counter()
+        t = int(self.clock())
+        power, energy = self.live.at(t)
+        body = self.renderer.render(t, power, energy)
+        expected = 2 * len(self.live.sensors)
+        served = body.count("\n") - 4
+        if served < expected:
+            SKIPPED.inc(expected - served)
+        RENDER_SECONDS.set(time.perf_counter() - start)
+        return body.encode() + generate_latest(REGISTRY)
+
+
+def serve(app: MetricsApp, host: str, port: int) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            if self.path.split("?")[0] == "/metrics":
+                try:
+                    body = app.metrics()
+                except Exception:
+                    log.exception("scrape failed")
+                    self.send_error(500, "scrape failed, see the exporter's log")
+                    return
+                self._reply(200, CONTENT_TYPE_LATEST, body)
+            elif self.path == "/":
+                self._reply(200, "text/html", b'<a href="/metrics">homewatt exporter metrics</a>\n')
+            else:
+                self.send_error(404)
+
+        def _reply(self, code: int, ctype: str, body: bytes) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, fmt: str, *args: object) -> None:
+            log.debug(fmt, *args)
+
+    ThreadingHTTPServer.daemon_threads = True
+    return ThreadingHTTPServer((host, port), Handler)

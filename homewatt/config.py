@@ -1,0 +1,39 @@
+"""Settings from the environment, with the native defaults of DESIGN.md."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def hostport(url: str) -> tuple[str, int]:
+    parts = urlsplit(url if "//" in url else f"http://{url}")
+    if parts.hostname is None or parts.port is None:
+        raise ValueError(f"{url!r}: expected http://host:port")
+    return parts.hostname, parts.port
+
+
+@dataclass(frozen=True)
+class Settings:
+    prometheus_url: str
+    pushgateway_url: str
+    partner_url: str
+    exporter_listen: str
+    data: Path
+    fleet: str | None
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        return cls(
+            prometheus_url=env.get("PROMETHEUS_URL", "http://127.0.0.1:9090").rstrip("/"),
+            pushgateway_url=env.get("PUSHGATEWAY_URL", "http://127.0.0.1:9091").rstrip("/"),
+            partner_url=env.get("PARTNER_URL", "http://127.0.0.1:8088").rstrip("/"),
+            exporter_listen=env.get("EXPORTER_LISTEN", "127.0.0.1:9105"),
+            data=Path(env.get("HOMEWATT_DATA", "./data")).resolve(),
+            fleet=env.get("HOMEWATT_FLEET") or None,
+        )

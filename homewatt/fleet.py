@@ -1,0 +1,202 @@
+"""The sensor fleet: which homes exist and what each one is made of.
+
+The fleet file is the single description of the homes that the exporter serves
+live and the backfill writes into history; both load it through `load_fleet`,
+so they can never disagree about a sensor.  Validation is strict on purpose: a
+typo in a key would otherwise silently fall back to a default and produce a
+plausible-looking but wrong home.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_FLEET = Path(__file__).with_name("fleet.yaml")
+SENSOR_ID = re.compile(r"[a-z0-9-]{1,64}")
+HEATING_TYPES = ("none", "electric", "heat_pump")
+
+
+class FleetError(ValueError):
+    """A fleet file that cannot be trusted; the message names the bad entry."""
+
+
+@dataclass(frozen=True)
+class Heating:
+    type: str = "none"
+    rated_w: int = 0  # electric: convectors' total power; heat pump: max electrical draw
+    loss_w_per_k: float = 0.0  # how much heat the home loses per kelvin of indoor/outdoor gap
+    setpoint_c: float = 19.5
+    night_setpoint_c: float = 17.0
+
+
+@dataclass(frozen=True)
+class WaterHeater:
+    power_w: int = 2400
+    litres: int = 200
+
+
+@dataclass(frozen=True)
+class Sensor:
+    id: str
+    home: str
+    seed: int
+    index_date: dt.date  # the day the meter's index was read ...
+    index_kwh: float  # ... and what it read at 00:00 UTC that day
+    occupants: int = 2
+    base_w: int = 90
+    noise_w: int = 15
+    fridge_w: int = 110
+    cooking_w: int = 2000
+    lighting_w: int = 150
+    electronics_w: int = 120
+    washing_per_week: float = 3.0
+    dishwasher_per_week: float = 3.0
+    home_at_lunch: float = 0.3  # probability that someone cooks lunch on a weekday
+    heating: Heating = field(default_factory=Heating)
+    water_heater: WaterHeater | None = None
+    timezone: str = "Europe/Paris"  # set from the fleet's timezone, not per sensor
+
+    @property
+    def index_day(self) -> int:
+        """The index reading's UTC day number (days since 1970-01-01)."""
+        return (self.index_date - dt.date(1970, 1, 1)).days
+
+    @property
+    def index_joules(self) -> int:
+        return round(self.index_kwh * 3.6e6)
+
+
+@dataclass(frozen=True)
+class Fleet:
+    timezone: str
+    sensors: tuple[Sensor, ...]
+
+    def __len__(self) -> int:
+        return len(self.sensors)
+
+    def ids(self) -> list[str]:
+        return [s.id for s in self.sensors]
+
+    def get(self, sensor_id: str) -> Sensor:
+        for s in self.sensors:
+            if s.id == sensor_id:
+                return s
+        raise KeyError(sensor_id)
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    """Build a dataclass from a mapping, refusing keys the dataclass does not know."""
+    if not isinstance(raw, dict):
+        raise FleetError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise FleetError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}")
+    missing = sorted(
+        name
+        for name, f in fields.items()
+        if name not in raw and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    )
+    if missing:
+        raise FleetError(f"{where}: missing key(s) {', '.join(map(repr, missing))}")
+    try:
+        return cls(**raw)
+    except TypeError as exc:  # pragma: no cover - guarded by the key checks above
+        raise FleetError(f"{where}: {exc}") from exc
+
+
+def _number(value: Any, where: str, lo: float, hi: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+        raise FleetError(f"{where}: expected a number in [{lo}, {hi}], got {value!r}")
+
+
+def _sensor(raw: Any, index: int) -> Sensor:
+    where = f"sensors[{index}]"
+    if isinstance(raw, dict) and "id" in raw:
+        where += f" (id {raw['id']!r})"
+    raw = dict(raw) if isinstance(raw, dict) else raw
+    if isinstance(raw, dict):
+        if "heating" in raw:
+            raw["heating"] = _build(Heating, raw["heating"], f"{where}.heating")
+        if raw.get("water_heater") is not None:
+            raw["water_heater"] = _build(WaterHeater, raw["water_heater"], f"{where}.water_heater")
+        if "index_date" in raw and not isinstance(raw["index_date"], dt.date):
+            try:
+                raw["index_date"] = dt.date.fromisoformat(str(raw["index_date"]))
+            except ValueError as exc:
+                raise FleetError(f"{where}.index_date: {exc}") from exc
+    if isinstance(raw, dict) and "timezone" in raw:
+        raise FleetError(f"{where}: unknown key 'timezone' (set it once, at the fleet's top level)")
+    sensor: Sensor = _build(Sensor, raw, where)
+    if not isinstance(sensor.id, str) or not SENSOR_ID.fullmatch(sensor.id):
+        raise FleetError(f"{where}: sensor id {sensor.id!r} is not [a-z0-9-]{{1,64}}")
+    if sensor.heating.type not in HEATING_TYPES:
+        raise FleetError(f"{where}.heating.type: {sensor.heating.type!r} not in {HEATING_TYPES}")
+    for name, lo, hi in (
+        ("seed", 0, 2**31),
+        ("occupants", 1, 12),
+        ("base_w", 10, 2000),
+        ("fridge_w", 0, 1000),
+        ("cooking_w", 0, 10000),
+        ("lighting_w", 0, 3000),
+        ("electronics_w", 0, 3000),
+        ("washing_per_week", 0, 14),
+        ("dishwasher_per_week", 0, 14),
+        ("home_at_lunch", 0, 1),
+        ("index_kwh", 0, 1e9),
+    ):
+        _number(getattr(sensor, name), f"{where}.{name}", lo, hi)
+    # Noise is symmetric around the base load; keeping it under half the base load
+    # guarantees the meter never reads a negative power.
+    _number(sensor.noise_w, f"{where}.noise_w", 0, sensor.base_w // 2)
+    _number(sensor.heating.rated_w, f"{where}.heating.rated_w", 0, 36000)
+    if sensor.water_heater is not None:
+        _number(sensor.water_heater.power_w, f"{where}.water_heater.power_w", 500, 6000)
+        _number(sensor.water_heater.litres, f"{where}.water_heater.litres", 30, 500)
+    return sensor
+
+
+def parse_fleet(doc: Any, source: str = "fleet") -> Fleet:
+    """Validate a fleet document (already parsed YAML) into a `Fleet`."""
+    if not isinstance(doc, dict):
+        raise FleetError(f"{source}: expected a mapping with 'timezone' and 'sensors'")
+    unknown = sorted(set(doc) - {"timezone", "sensors"})
+    if unknown:
+        raise FleetError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}")
+    tz = doc.get("timezone", "Europe/Paris")
+    try:
+        import zoneinfo
+
+        zoneinfo.ZoneInfo(tz)
+    except Exception as exc:
+        raise FleetError(f"{source}: timezone {tz!r} is not a known zone") from exc
+    raw_sensors = doc.get("sensors")
+    if not isinstance(raw_sensors, list) or not raw_sensors:
+        raise FleetError(f"{source}: 'sensors' must be a non-empty list")
+    sensors = tuple(dataclasses.replace(_sensor(raw, i), timezone=tz) for i, raw in enumerate(raw_sensors))
+    seen: dict[str, int] = {}
+    for i, s in enumerate(sensors):
+        if s.id in seen:
+            raise FleetError(f"sensors[{i}]: duplicate sensor id {s.id!r} (first at sensors[{seen[s.id]}])")
+        seen[s.id] = i
+    return Fleet(timezone=tz, sensors=sensors)
+
+
+def load_fleet(path: str | Path | None = None) -> Fleet:
+    """Read and validate a fleet file; the default fleet ships with the package."""
+    path = Path(path) if path else DEFAULT_FLEET
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise FleetError(f"{path}: cannot read fleet file: {exc}") from exc
+    try:
+        return parse_fleet(doc, str(path))
+    except FleetError as exc:
+        raise FleetError(f"{path}: {exc}") from exc

@@ -1,0 +1,103 @@
+"""The processes of the native stack, described once for `make up` and the tests.
+
+Adding a process to `make up` means adding one `Service` here (command line,
+listen address, readiness check); the supervisor does the rest.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from homewatt import promconfig
+from homewatt.config import Settings, hostport
+from homewatt.supervisor import Service, http_ok
+
+# Prometheus keeps raw data at least as long as the 3-year history plus the raw backfill.
+RETENTION = "1200d"
+
+
+def binary(*names: str) -> str:
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            return path
+    raise FileNotFoundError(
+        f"none of {', '.join(names)} is on PATH: run `make up` or `make test`, which install "
+        "the Debian packages prometheus and prometheus-pushgateway"
+    )
+
+
+@dataclass(frozen=True)
+class Stack:
+    settings: Settings
+
+    @property
+    def data(self) -> Path:
+        return self.settings.data
+
+    @property
+    def tsdb(self) -> Path:
+        return self.data / "prometheus"
+
+    def addresses(self) -> dict[str, str]:
+        def addr(url: str) -> str:
+            host, port = hostport(url)
+            return f"{host}:{port}"
+
+        return {
+            "prometheus": addr(self.settings.prometheus_url),
+            "pushgateway": addr(self.settings.pushgateway_url),
+            "exporter": self.settings.exporter_listen,
+        }
+
+    def prometheus(self) -> Service:
+        config = promconfig.write(self.data / "run" / "prometheus.yml", self.addresses())
+        url = self.settings.prometheus_url
+        return Service(
+            name="prometheus",
+            argv=[
+                binary("prometheus"),
+                f"--config.file={config}",
+                f"--storage.tsdb.path={self.tsdb}",
+                f"--storage.tsdb.retention.time={RETENTION}",
+                f"--web.listen-address={self.addresses()['prometheus']}",
+                "--web.enable-lifecycle",
+                "--web.enable-admin-api",
+            ],
+            listen=hostport(url),
+            ready=http_ok(f"{url}/-/ready"),
+        )
+
+    def pushgateway(self) -> Service:
+        url = self.settings.pushgateway_url
+        return Service(
+            name="pushgateway",
+            argv=[
+                binary("prometheus-pushgateway", "pushgateway"),
+                f"--web.listen-address={self.addresses()['pushgateway']}",
+                f"--persistence.file={self.data / 'pushgateway' / 'metrics.store'}",
+                "--persistence.interval=30s",
+            ],
+            listen=hostport(url),
+            ready=http_ok(f"{url}/-/ready"),
+        )
+
+    def exporter(self) -> Service:
+        listen = self.settings.exporter_listen
+        argv = [sys.executable, "-m", "exporter", "--listen", listen, "--data", str(self.data)]
+        if self.settings.fleet:
+            argv += ["--fleet", self.settings.fleet]
+        return Service(
+            name="exporter",
+            argv=argv,
+            listen=hostport(listen),
+            ready=http_ok(f"http://{listen}/metrics"),
+            ready_timeout=180.0,  # the first start sums the energy ledger
+        )
+
+    def services(self) -> list[Service]:
+        (self.data / "pushgateway").mkdir(parents=True, exist_ok=True)
+        return [self.pushgateway(), self.exporter(), self.prometheus()]

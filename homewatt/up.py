@@ -1,0 +1,115 @@
+"""`make up`: run the native homewatt stack until Ctrl-C.
+
+Starts the Pushgateway, the exporter and Prometheus (with the recording rules),
+waits until every sensor's live power is queryable in Prometheus, prints where
+to look, and on Ctrl-C (or SIGTERM) stops every child before exiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+import urllib.parse
+
+from homewatt import promapi
+from homewatt.config import Settings
+from homewatt.fleet import FleetError, load_fleet
+from homewatt.stack import Stack
+from homewatt.supervisor import StartError, Supervisor
+
+log = logging.getLogger("homewatt.up")
+
+LIVE_QUERY = "elec_power_watts"
+
+
+class Stop(Exception):
+    pass
+
+
+def _raise_stop(signum: int, _frame: object) -> None:
+    raise Stop(signal.Signals(signum).name)
+
+
+def wait_for_live_data(prometheus_url: str, sensors: int, timeout: float = 30.0) -> float:
+    """Seconds until every sensor has a power sample no older than 2 s in Prometheus."""
+    start = time.monotonic()
+    expr = f"count(time() - timestamp({LIVE_QUERY}) <= 2)"
+    while time.monotonic() - start < timeout:
+        try:
+            got = promapi.query(prometheus_url, expr)
+            if got and int(float(got[0]["value"][1])) >= sensors:
+                return time.monotonic() - start
+        except promapi.PromError:
+            pass
+        time.sleep(0.5)
+    raise StartError(f"Prometheus shows no fresh power for all {sensors} sensors after {timeout:.0f} s")
+
+
+def graph_link(prometheus_url: str, expr: str, range_input: str = "15m") -> str:
+    q = urllib.parse.urlencode({"g0.expr": expr, "g0.tab": "0", "g0.range_input": range_input})
+    return f"{prometheus_url}/graph?{q}"
+
+
+def summary(settings: Settings, stack: Stack, n_sensors: int) -> str:
+    p = settings.prometheus_url
+    per_minute = graph_link(p, "sensor:elec_energy_joules:increase1m / 3.6e6", "1h")
+    return "\n".join(
+        [
+            "",
+            f"homewatt is up: {n_sensors} sensors, scraped every second.",
+            f"  Live power (kW), last 15 min:  {graph_link(p, 'elec_power_watts / 1000')}",
+            f"  Energy per minute (kWh):       {per_minute}",
+            f"  Prometheus UI:                 {p}/graph",
+            f"  Scrape targets:                {p}/targets",
+            f"  Exporter metrics:              http://{settings.exporter_listen}/metrics",
+            f"  Pushgateway:                   {settings.pushgateway_url}",
+            f"  Data (TSDB, ledger, logs):     {stack.data}",
+            "Ctrl-C stops everything.",
+            "",
+        ]
+    )
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    settings = Settings.from_env()
+    try:
+        fleet = load_fleet(settings.fleet)
+    except FleetError as exc:
+        print(f"make up: {exc}", file=sys.stderr)
+        return 2
+    stack = Stack(settings)
+    supervisor = Supervisor(stack.data / "logs")
+    signal.signal(signal.SIGINT, _raise_stop)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        try:
+            for service in stack.services():
+                log.info("starting %s ...", service.name)
+                supervisor.run(service)
+            took = wait_for_live_data(settings.prometheus_url, len(fleet))
+            log.info("live data for all %d sensors in Prometheus after %.1f s", len(fleet), took)
+        except (StartError, FileNotFoundError) as exc:
+            print(f"make up: {exc}", file=sys.stderr)
+            return 1
+        print(summary(settings, stack, len(fleet)), flush=True)
+        while True:
+            dead = supervisor.dead()
+            if dead:
+                for s in dead:
+                    print(f"make up: {s.name} stopped unexpectedly:\n{supervisor.tail(s)}", file=sys.stderr)
+                return 1
+            time.sleep(1)
+    except Stop as why:
+        log.info("%s received, stopping", why)
+        return 0
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown short
+        supervisor.stop()
+        log.info("all processes stopped")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
