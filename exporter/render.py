@@ -34,15 +34,14 @@ class FleetRenderer:
         self.ids = list(sensor_ids)
         self._prefix = {name: [f'{name}{{sensor="{_escape(i)}"}} ' for i in self.ids] for name in _HEADERS}
 
-    def render(self, t: int, power: np.ndarray, energy: np.ndarray) -> str:
-        """Both families at second `t`, each sample stamped with `t` (ms).
+    def render(self, power: np.ndarray, energy: np.ndarray) -> str:
+        """Both families, one line per sensor, without timestamps.
 
-        The explicit timestamp pins each value to the metered second it belongs to,
-        so Prometheus stores the model's value at exactly that instant whatever the
-        scrape's jitter.  Sensors whose values are missing, NaN or negative are left
-        out: Prometheus then shows a gap instead of a wrong point.
+        Prometheus stamps the samples with the scrape time, so a sensor that stops
+        reporting goes stale at once (explicit timestamps would disable staleness and
+        keep showing its last value for 5 minutes).  Sensors whose values are missing,
+        NaN or negative are left out: Prometheus then shows a gap, not a wrong point.
         """
-        suffix = f" {t * 1000}\n"
         parts = []
         for name, values in ((POWER, power), (ENERGY, energy)):
             values = np.asarray(values)
@@ -54,5 +53,5 @@ class FleetRenderer:
                 values = values[keep]
             text = map(repr if values.dtype.kind == "f" else str, values.tolist())
             parts.append(_HEADERS[name])
-            parts.append("".join(map("".join, zip(prefixes, text, repeat(suffix)))))
+            parts.append("".join(map("".join, zip(prefixes, text, repeat("\n")))))
         return "".join(parts)

@@ -35,7 +35,7 @@ class MetricsApp:
         start = time.perf_counter()
         t = int(self.clock())
         power, energy = self.live.at(t)
-        body = self.renderer.render(t, power, energy)
+        body = self.renderer.render(power, energy)
         expected = 2 * len(self.live.sensors)
         served = body.count("\n") - 4
         if served < expected:

@@ -165,19 +165,22 @@ def _day(p: _Params, day: int, t: np.ndarray, sod: np.ndarray) -> dict[str, np.n
     weekend = ((day + 3) % 7) >= 5  # 1970-01-01 was a Thursday
     season = float(np.cos(_TWO_PI * (day - 15) / 365.2425))  # 1 mid-January, -1 mid-July
     weather = (float(u(_S_WEATHER, seed=np.zeros((1, 1), np.int64))[0, 0]) - 0.5) * 6.0
-    outdoor = (11.5 - 8.0 * season + weather) + _DAILY_SWING[sod]
+    day_mean = 11.5 - 8.0 * season + weather
+    outdoor = day_mean + _DAILY_SWING[sod]
     tt = t + p.phase  # per-sensor phase of cycling appliances
 
-    # Heating: heat demand from the indoor/outdoor gap; convectors cycle at full power
-    # with a thermostat duty, a heat pump modulates with a temperature-dependent COP.
+    # Heating: heat demand from the indoor/outdoor gap, on days whose mean is below 15 °C;
+    # convectors cycle at full power with a thermostat duty, a heat pump modulates with a
+    # temperature-dependent COP.
     awake = _window(sod, 6 * HOUR + 30 * MIN, 16 * HOUR)
     setpoint = np.where(awake, p.sp_day, p.sp_night)
     demand = np.clip(setpoint - 2.0 - outdoor, 0.0, None) * p.heat_loss
     duty = np.clip(demand / np.maximum(p.heat_rated, 1.0), 0.0, 1.0)
     heating = np.zeros((p.n, t.shape[1]))
-    if p.is_electric.any():
+    heating_season = day_mean < 15.0  # households switch heating off on warm days
+    if heating_season and p.is_electric.any():
         heating += np.where(p.is_electric & ((tt % 900) < duty * 900), p.heat_rated, 0.0)
-    if p.is_heat_pump.any():
+    if heating_season and p.is_heat_pump.any():
         cop = np.clip(2.8 + 0.09 * outdoor, 1.8, 4.5)
         need = np.minimum(demand / cop, p.heat_rated)
         floor = 0.3 * p.heat_rated

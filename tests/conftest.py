@@ -1,0 +1,78 @@
+"""Shared fixtures: small fleets and a real Prometheus + Pushgateway + exporter stack."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from homewatt import promapi
+from homewatt.config import Settings
+from homewatt.fleet import DEFAULT_FLEET, Fleet, load_fleet
+from homewatt.stack import Stack
+from homewatt.supervisor import Supervisor, free_port
+
+
+def today_utc() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+def write_fleet(path: Path, n: int = 2, index_date: dt.date | None = None) -> Path:
+    """A copy of the default fleet's first `n` homes, anchored near today (a cheap ledger)."""
+    doc = yaml.safe_load(DEFAULT_FLEET.read_text())
+    doc["sensors"] = doc["sensors"][:n]
+    for s in doc["sensors"]:
+        s["index_date"] = (index_date or today_utc()).isoformat()
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def fleet() -> Fleet:
+    return load_fleet()
+
+
+def stack_env(data: Path, fleet_file: Path | None) -> dict[str, str]:
+    env = {
+        "PROMETHEUS_URL": f"http://127.0.0.1:{free_port()}",
+        "PUSHGATEWAY_URL": f"http://127.0.0.1:{free_port()}",
+        "EXPORTER_LISTEN": f"127.0.0.1:{free_port()}",
+        "HOMEWATT_DATA": str(data),
+    }
+    if fleet_file:
+        env["HOMEWATT_FLEET"] = str(fleet_file)
+    return env
+
+
+class RunningStack:
+    def __init__(self, settings: Settings, fleet: Fleet):
+        self.settings = settings
+        self.fleet = fleet
+        self.prom = settings.prometheus_url
+
+    def wait_for(self, expr: str, count: int, timeout: float) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = promapi.query(self.prom, expr)
+            if len(got) >= count:
+                return got
+            time.sleep(1)
+        raise AssertionError(f"{expr!r}: fewer than {count} series after {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """The real native stack (same Stack/Supervisor as `make up`) on free ports."""
+    root = tmp_path_factory.mktemp("stack")
+    fleet_file = write_fleet(root / "fleet.yaml", n=3)
+    settings = Settings.from_env({**os.environ, **stack_env(root / "data", fleet_file)})
+    stack = Stack(settings)
+    with Supervisor(stack.data / "logs") as sup:
+        for service in stack.services():
+            sup.run(service)
+        yield RunningStack(settings, load_fleet(fleet_file))

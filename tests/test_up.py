@@ -1,0 +1,124 @@
+"""`make up`'s runner: ready within 30 s, URLs printed, Ctrl-C leaves nothing behind, data reused."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from homewatt import promapi
+from homewatt.config import REPO, hostport
+from homewatt.supervisor import port_in_use
+
+from .conftest import stack_env, write_fleet
+
+pytestmark = pytest.mark.integration
+
+
+def processes_mentioning(text: str) -> list[str]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmd:
+            found.append(f"{pid}: {cmd}")
+    return found
+
+
+def start_up(env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str], float]:
+    """Start the runner like a terminal would and read its output until it says it is up."""
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "homewatt.up"],
+        cwd=REPO,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, as a shell job gets
+    )
+    assert proc.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x.rstrip()) for x in proc.stdout], daemon=True).start()
+    seen: list[str] = []
+    while time.monotonic() - start < 60:
+        try:
+            line = lines.get(timeout=1)
+        except queue.Empty:
+            if proc.poll() is not None:
+                break
+            continue
+        seen.append(line)
+        if line.startswith("Ctrl-C stops everything"):
+            return proc, seen, time.monotonic() - start
+    proc.kill()
+    raise AssertionError("runner did not come up:\n" + "\n".join(seen))
+
+
+def ctrl_c(proc: subprocess.Popen[str]) -> int:
+    os.killpg(proc.pid, signal.SIGINT)  # what the terminal sends to the foreground group
+    return proc.wait(timeout=40)
+
+
+def test_up_shows_live_power_then_ctrl_c_stops_everything(tmp_path):
+    data = tmp_path / "data"
+    env = stack_env(data, write_fleet(tmp_path / "fleet.yaml", n=2))
+    proc, lines, took = start_up(env)
+    try:
+        text = "\n".join(lines)
+        assert took < 30, f"up took {took:.1f} s"
+        prom = env["PROMETHEUS_URL"]
+        assert f"{prom}/graph?g0.expr=elec_power_watts" in text
+        assert f"http://{env['EXPORTER_LISTEN']}/metrics" in text
+        fresh = promapi.query(prom, "time() - timestamp(elec_power_watts)")
+        assert len(fresh) == 2
+        assert all(float(r["value"][1]) <= 2.0 for r in fresh)
+        time.sleep(4)  # a few seconds of live data to find again after the restart
+    finally:
+        rc = ctrl_c(proc)
+    assert rc == 0
+    for url in (env["PROMETHEUS_URL"], env["PUSHGATEWAY_URL"], f"http://{env['EXPORTER_LISTEN']}"):
+        assert not port_in_use(*hostport(url)), f"{url} still listening"
+    assert processes_mentioning(str(data)) == []
+    stopped_at = time.time()
+
+    # A second start reuses the TSDB: the first run's samples are still there.
+    proc, _, _ = start_up(env)
+    try:
+        before = promapi.query(env["PROMETHEUS_URL"], "count_over_time(elec_power_watts[2m])", at=stopped_at)
+        assert len(before) == 2
+        assert all(float(r["value"][1]) >= 3 for r in before)
+    finally:
+        assert ctrl_c(proc) == 0
+    assert processes_mentioning(str(data)) == []
+
+
+def test_up_refuses_a_busy_port(tmp_path):
+    env = stack_env(tmp_path / "data", write_fleet(tmp_path / "fleet.yaml", n=1))
+    with socket.socket() as busy:
+        host, port = hostport(env["PUSHGATEWAY_URL"])
+        busy.bind((host, port))
+        busy.listen()
+        out = subprocess.run(
+            [sys.executable, "-m", "homewatt.up"],
+            cwd=REPO,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert out.returncode == 1
+    assert f"{host}:{port} is already in use" in out.stderr
+    assert processes_mentioning(str(tmp_path / "data")) == []
