@@ -36,7 +36,9 @@ class LiveFleet:
         """(power W, counter J) of every sensor at second `t`."""
         with self._lock:
             if self._t != t:
-                if self._t is not None and 0 < t - self._t <= _MAX_CATCH_UP:
+                if self._t is not None and t - self._t == 1:  # the usual 1 s scrape
+                    self._energy = self._energy + self._power
+                elif self._t is not None and 0 < t - self._t <= _MAX_CATCH_UP:
                     missed = np.arange(self._t, t)
                     self._energy = self._energy + loadmodel.power(self.sensors, missed).sum(axis=1)
                 else:
