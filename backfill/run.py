@@ -1,0 +1,225 @@
+"""Run a backfill plan: generate, ingest with promtool, move blocks, report.
+
+Both cores are used: the main thread generates the next raw chunk while promtool
+processes (one per worker thread) ingest the previous ones, and the 3-year
+history's model sums run in worker processes at the same time.  At most
+`workers + 1` chunk files exist at once, so disk use stays bounded.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import multiprocessing
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from backfill import generate
+from backfill.ingest import Ingester, Journal
+from backfill.plan import HISTORY_BLOCK, QUARTER, RAW_BLOCK, Chunk, Plan
+from homewatt import loadmodel
+from homewatt.fleet import Sensor
+from homewatt.meter import Ledger, counter, fingerprint
+
+log = logging.getLogger(__name__)
+
+
+class BackfillError(RuntimeError):
+    pass
+
+
+@dataclass
+class Summary:
+    sensors: int
+    plan: Plan
+    written: int  # chunks written by this run
+    skipped: int  # chunks already done by an earlier run
+    samples: int  # samples written by this run
+    total_samples: int  # samples in every done chunk
+    blocks: int
+    bytes: int
+    seconds: float
+    tsdb: Path
+
+    def text(self) -> str:
+        def day(t: int) -> str:
+            return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+
+        p = self.plan
+        bps = self.bytes / self.total_samples if self.total_samples else 0.0
+        rate = self.samples / self.seconds if self.seconds else 0.0
+        return "\n".join(
+            [
+                f"backfill: {self.sensors} sensors, {self.written} chunks written, "
+                f"{self.skipped} already there (skipped)",
+                f"  raw 1 s + 1m/15m:     {day(p.raw_start)} -> {day(p.live_start)} (live from there)",
+                f"  quarter-hour history: {day(p.history_start)} -> {day(p.raw_start)}",
+                f"  samples: {self.samples:,} this run ({rate:,.0f}/s), {self.total_samples:,} in all",
+                f"  blocks: {self.blocks}, {self.bytes / 1e6:,.1f} MB on disk, {bps:.2f} bytes/sample",
+                f"  took {self.seconds:.1f} s; blocks in {self.tsdb}",
+            ]
+        )
+
+
+def expected_samples(n_sensors: int, chunk: Chunk, plan: Plan) -> int:
+    """Sample count of a chunk, for the progress bar (exact for raw, close for history)."""
+    if chunk.kind == "raw":
+        n = chunk.end - chunk.start
+        return n_sensors * (2 * n + 2 * (n // 60) + 2 * (n // 900))
+    return n_sensors * 3 * ((chunk.end - chunk.start) // QUARTER)
+
+
+def _check_journal(
+    journal: Journal, sensors: Sequence[Sensor], plan: Plan, raw_days: float, hist_days: float
+) -> None:
+    identity = {
+        "sensors": {s.id: fingerprint(s) for s in sensors},
+        "live_start": plan.live_start,
+        "raw_days": raw_days,
+        "history_days": hist_days,
+    }
+    if "identity" not in journal.state:
+        journal.state["identity"] = identity
+        journal.save()
+        return
+    if journal.state["identity"] != identity:
+        raise BackfillError(
+            f"{journal.path} describes another backfill (other sensors, span or live start). "
+            "Backfilling again over it would overlap data: remove the data directory to start over."
+        )
+
+
+def _history_counters(
+    sensors: tuple[Sensor, ...], plan: Plan, raw_start_counter: np.ndarray, energy: np.ndarray, first_q: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Counter at every history quarter instant, walking back from the raw window's start.
+
+    `energy[:, j]` is the energy of [first_q + 900 j, first_q + 900 (j + 1)).  Returns
+    (instants, counters) for instants first_q + 900 .. history_end - 900.
+    """
+    history_end = first_q + QUARTER * energy.shape[1]
+    tail = loadmodel.power(sensors, np.arange(plan.raw_start, history_end)).sum(axis=1)
+    at_end = raw_start_counter + tail  # counter at history_end
+    after = np.cumsum(energy[:, ::-1], axis=1)[:, ::-1]  # energy from quarter j to history_end
+    instants = first_q + QUARTER * np.arange(1, energy.shape[1], dtype=np.int64)
+    counters = at_end[:, None] - after[:, 1:]
+    return instants, counters
+
+
+def run(
+    sensors: Sequence[Sensor],
+    plan: Plan,
+    tsdb: Path,
+    work: Path,
+    ledger: Ledger,
+    raw_days: float,
+    history_days: float,
+    workers: int = 2,
+    progress: bool = True,
+) -> Summary:
+    start_time = time.monotonic()
+    sensors = tuple(sensors)
+    journal = Journal.load(work / "state.json")
+    _check_journal(journal, sensors, plan, raw_days, history_days)
+    ingester = Ingester(tsdb, work, journal)
+    recovered = ingester.recover()
+    if recovered:
+        log.info("finished moving %d chunk(s) an interrupted run had written", len(recovered))
+    todo = [c for c in plan.chunks if c.id not in journal.done]
+    skipped = len(plan.chunks) - len(todo)
+    bar = tqdm(
+        total=sum(expected_samples(len(sensors), c, plan) for c in todo),
+        unit="sample",
+        unit_scale=True,
+        desc="backfill",
+        disable=not progress or not todo,
+        smoothing=0.1,
+    )
+    written = 0
+    samples = 0
+    lock = threading.Lock()
+    raw_start_counter = counter(ledger, [plan.raw_start])[:, 0] if plan.chunks else np.zeros(0)
+    ledger.save()
+
+    # Ingest jobs: one promtool at a time per worker; the semaphore bounds chunk files on disk.
+    slots = threading.BoundedSemaphore(workers + 1)
+
+    def ingest(chunk: Chunk, text: bytes, n: int, block: int) -> None:
+        nonlocal written, samples
+        try:
+            ingester.ingest(chunk, text, n, block)
+        finally:
+            slots.release()
+        with lock:
+            written += 1
+            samples += n
+            bar.update(n)
+
+    history_todo = [c for c in todo if c.kind == "history"]
+    with (
+        cf.ThreadPoolExecutor(workers, thread_name_prefix="promtool") as pool,
+        cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as procs,
+    ):
+        jobs: list[cf.Future[None]] = []
+        # 1. History model sums start at once, in worker processes.
+        hist_first_q = plan.history_start - QUARTER
+        hist_end = plan.of("history")[-1].end if plan.of("history") else hist_first_q
+        sums: list[cf.Future[np.ndarray]] = []
+        if history_todo:
+            edges = list(range(hist_first_q, hist_end, 30 * 86400)) + [hist_end]
+            sums = [procs.submit(generate.quarter_energy, sensors, a, b) for a, b in zip(edges, edges[1:], strict=False)]
+        # 2. Raw chunks, in time order, carrying the counter from one to the next.
+        carry_at, carry = plan.raw_start, raw_start_counter
+        for chunk in plan.of("raw"):
+            if chunk.id in journal.done:
+                continue
+            if carry_at != chunk.start:
+                carry = counter(ledger, [chunk.start])[:, 0]
+            text, n, carry = generate.raw_chunk(
+                sensors, chunk.start, chunk.end, carry, plan.raw_start + 60, plan.raw_start
+            )
+            carry_at = chunk.end
+            slots.acquire()
+            jobs.append(pool.submit(ingest, chunk, text, n, RAW_BLOCK))
+            _raise_failed(jobs)
+        # 3. History: counters need every quarter's energy, then one file per block.
+        if history_todo:
+            energy = np.concatenate([f.result() for f in sums], axis=1)
+            instants, counters = _history_counters(sensors, plan, raw_start_counter, energy, hist_first_q)
+            for chunk in history_todo:
+                sel = (instants >= chunk.start) & (instants < chunk.end)
+                # energy[:, j] ends at instant first_q + 900 (j + 1) = instants[j]
+                text, n = generate.history_chunk(
+                    sensors, instants[sel], counters[:, sel], energy[:, :-1][:, sel]
+                )
+                slots.acquire()
+                jobs.append(pool.submit(ingest, chunk, text, n, HISTORY_BLOCK))
+                _raise_failed(jobs)
+        for job in jobs:
+            job.result()
+    bar.close()
+    done = journal.done.values()
+    return Summary(
+        sensors=len(sensors),
+        plan=plan,
+        written=written,
+        skipped=skipped,
+        samples=samples,
+        total_samples=sum(d["samples"] for d in done),
+        blocks=sum(len(d["blocks"]) for d in done),
+        bytes=sum(d["bytes"] for d in done),
+        seconds=time.monotonic() - start_time,
+        tsdb=tsdb,
+    )
+
+
+def _raise_failed(jobs: list[cf.Future[None]]) -> None:
+    for job in jobs:
+        if job.done() and job.exception() is not None:
+            raise job.exception()  # type: ignore[misc]
