@@ -173,7 +173,8 @@ def run(
         sums: list[cf.Future[np.ndarray]] = []
         if history_todo:
             edges = list(range(hist_first_q, hist_end, 30 * 86400)) + [hist_end]
-            sums = [procs.submit(generate.quarter_energy, sensors, a, b) for a, b in zip(edges, edges[1:], strict=False)]
+            spans = zip(edges[:-1], edges[1:], strict=True)
+            sums = [procs.submit(generate.quarter_energy, sensors, a, b) for a, b in spans]
         # 2. Raw chunks, in time order, carrying the counter from one to the next.
         carry_at, carry = plan.raw_start, raw_start_counter
         for chunk in plan.of("raw"):

@@ -41,7 +41,9 @@ def median_ms(fn: Callable[[], object], repeat: int = 15) -> float:
 def main() -> None:
     today = dt.datetime.now(dt.UTC).date()
     midnight = int(dt.datetime.combine(today, dt.time(), dt.UTC).timestamp())
-    print(f"{'sensors':>8} {'default registry':>17} {'plain collector':>16} {'homewatt render':>16} {'homewatt scrape':>16}")
+    print(
+        f"{'sensors':>8} {'default registry':>17} {'plain collector':>16} {'homewatt render':>16} {'homewatt scrape':>16}"
+    )
     for n in (1_000, 10_000):
         sensors = big_fleet(n, today)
         ids = [s.id for s in sensors]
@@ -82,7 +84,9 @@ def main() -> None:
 
         scrape_ms = median_ms(scrape)
         assert np.all(power >= 0)
-        print(f"{n:>8} {default_ms:>14.1f} ms {plain_ms:>13.1f} ms {render_ms:>13.1f} ms {scrape_ms:>13.1f} ms")
+        print(
+            f"{n:>8} {default_ms:>14.1f} ms {plain_ms:>13.1f} ms {render_ms:>13.1f} ms {scrape_ms:>13.1f} ms"
+        )
     print("goal: homewatt scrape <= 20 ms at 10,000 sensors (1 s scrape interval)")
 
 

@@ -35,14 +35,18 @@ def main() -> None:
                 loadmodel.power(s, ts)
                 runs.append(time.perf_counter() - start)
             row.append(statistics.median(runs))
-        print(f"{s.id:>8} {row[0] * 1000:>9.1f} ms {row[1] * 1000:>9.1f} ms {86400 / statistics.mean(row):>12,.0f}")
+        print(
+            f"{s.id:>8} {row[0] * 1000:>9.1f} ms {row[1] * 1000:>9.1f} ms {86400 / statistics.mean(row):>12,.0f}"
+        )
     ledger = Ledger(fleet.sensors)
     days = range(20_000, 20_030)
     start = time.perf_counter()
     ledger.warm(days)
     took = time.perf_counter() - start
-    print(f"energy ledger: {len(days) * len(fleet)} sensor-days in {took:.2f} s "
-          f"({len(days) * len(fleet) / took:.0f} sensor-days/s)")
+    print(
+        f"energy ledger: {len(days) * len(fleet)} sensor-days in {took:.2f} s "
+        f"({len(days) * len(fleet) / took:.0f} sensor-days/s)"
+    )
     print("goal: one sensor-day well under 1 s")
 
 

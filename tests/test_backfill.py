@@ -1,0 +1,245 @@
+"""Backfill: history read back through a real Prometheus equals the model, exactly once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backfill.__main__ import backfill as run_backfill
+from backfill.__main__ import parser
+from backfill.ingest import Ingester, Journal
+from backfill.plan import QUARTER, make_plan
+from backfill.run import BackfillError
+from homewatt import loadmodel, promapi
+from homewatt.config import REPO, Settings
+from homewatt.fleet import load_fleet
+from homewatt.meter import Ledger, counter
+from homewatt.stack import Stack
+from homewatt.supervisor import Supervisor
+
+from .conftest import stack_env, write_fleet
+
+pytestmark = pytest.mark.integration
+
+# A live start that is not on any boundary, so nothing lines up by accident.
+END = "2026-06-01T00:07:13+00:00"
+END_TS = int(dt.datetime.fromisoformat(END).timestamp())
+RAW_DAYS, HISTORY_DAYS = 2.0, 60.0
+
+
+def args_for(data: Path, fleet: Path, **extra: object) -> list[str]:
+    argv = [
+        "--data",
+        str(data),
+        "--fleet",
+        str(fleet),
+        "--end",
+        END,
+        "--no-progress",
+        "--raw-days",
+        str(extra.get("raw_days", RAW_DAYS)),
+        "--history-days",
+        str(extra.get("history_days", HISTORY_DAYS)),
+    ]
+    return argv
+
+
+@pytest.fixture(scope="module")
+def backfilled(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("backfill")
+    fleet_file = write_fleet(root / "fleet.yaml", n=2, index_date=dt.date(2026, 5, 29))
+    data = root / "data"
+    summary = run_backfill(parser().parse_args(args_for(data, fleet_file)))
+    settings = Settings.from_env({**os.environ, **stack_env(data, fleet_file)})
+    with Supervisor(data / "logs") as sup:
+        sup.run(Stack(settings).prometheus())
+        yield {
+            "prom": settings.prometheus_url,
+            "fleet": load_fleet(fleet_file),
+            "fleet_file": fleet_file,
+            "data": data,
+            "summary": summary,
+            "plan": make_plan(END_TS, RAW_DAYS, HISTORY_DAYS),
+        }
+
+
+def value(prom: str, expr: str, at: int, sensor: str) -> float:
+    return promapi.by_label(promapi.query(prom, expr, at=at))[sensor]
+
+
+def test_summary_counts_what_was_written(backfilled):
+    s = backfilled["summary"]
+    assert s.written == len(backfilled["plan"].chunks) and s.skipped == 0
+    # 2 sensors x 2 days x 86,400 s x 2 series, plus aggregates and the history.
+    raw = 2 * 2 * 2 * 86400
+    assert raw < s.samples < raw * 1.1
+    assert s.blocks == sum(
+        1 for p in (backfilled["data"] / "prometheus").iterdir() if (p / "meta.json").exists()
+    )
+    assert 0.5 < s.bytes / s.total_samples < 8
+    text = s.text()
+    assert "2026-05-30 00:07:13 UTC -> 2026-06-01 00:07:13 UTC" in text
+    assert "bytes/sample" in text and str(backfilled["data"] / "prometheus") in text
+
+
+def test_raw_values_equal_the_model(backfilled):
+    prom, fleet = backfilled["prom"], backfilled["fleet"]
+    ledger = Ledger(fleet.sensors)
+    rng = np.random.default_rng(3)
+    instants = [END_TS - 2 * 86400, END_TS - 1, *rng.integers(END_TS - 2 * 86400, END_TS, 10)]
+    for t in map(int, instants):
+        model_power = loadmodel.power(fleet.sensors, [t])[:, 0]
+        model_counter = counter(ledger, [t])[:, 0]
+        for i, s in enumerate(fleet.sensors):
+            sel = f'{{sensor="{s.id}"}}'
+            got = promapi.query(prom, f"elec_power_watts{sel}[999ms]", at=t)[0]["values"]
+            assert got == [[t, str(model_power[i])]], (s.id, t)
+            assert value(prom, f"elec_energy_joules_total{sel}", t, s.id) == model_counter[i]
+
+
+def test_raw_series_have_the_live_labels(backfilled):
+    got = promapi.query(backfilled["prom"], "elec_power_watts", at=END_TS - 1)
+    assert {tuple(sorted(r["metric"].items())) for r in got} == {
+        (
+            ("__name__", "elec_power_watts"),
+            ("instance", "homewatt-exporter"),
+            ("job", "homewatt-exporter"),
+            ("sensor", s.id),
+        )
+        for s in backfilled["fleet"].sensors
+    }
+
+
+def test_nothing_before_or_after_the_raw_window(backfilled):
+    prom = backfilled["prom"]
+    samples = promapi.query(prom, "elec_power_watts[3d]", at=END_TS + 86400)
+    for r in samples:
+        ts = [float(t) for t, _ in r["values"]]
+        assert ts[0] == END_TS - 2 * 86400 and ts[-1] == END_TS - 1
+        assert len(ts) == 2 * 86400  # one per second, no gap, no duplicate
+
+
+def test_aggregates_equal_the_model(backfilled):
+    prom, fleet = backfilled["prom"], backfilled["fleet"]
+    rng = np.random.default_rng(5)
+    minutes = (rng.integers(END_TS - 2 * 86400 + 120, END_TS, 6) // 60) * 60
+    quarters = (rng.integers(END_TS - 2 * 86400 + 1800, END_TS, 4) // QUARTER) * QUARTER
+    history = (rng.integers(END_TS - 50 * 86400, END_TS - 3 * 86400, 4) // QUARTER) * QUARTER
+    cases = [(T, 60, "1m") for T in minutes] + [(T, 900, "15m") for T in (*quarters, *history)]
+    for T, width, w in cases:
+        T = int(T)
+        for s in fleet.sensors:
+            joules = int(loadmodel.power(s, np.arange(T - width, T)).sum())
+            assert value(prom, f"sensor:elec_energy_joules:increase{w}", T, s.id) == joules, (T, w, s.id)
+            assert value(prom, f"sensor:elec_power_watts:avg{w}", T, s.id) == pytest.approx(
+                joules / width, abs=5e-4
+            )
+    # History keeps the counter every quarter-hour, exactly.
+    ledger = Ledger(fleet.sensors)
+    for Q in map(int, history):
+        got = promapi.by_label(promapi.query(prom, "elec_energy_joules_total", at=Q))
+        assert [got[s.id] for s in fleet.sensors] == list(counter(ledger, [Q])[:, 0])
+        stamp = promapi.query(prom, "timestamp(elec_energy_joules_total)", at=Q + 60)
+        assert all(float(r["value"][1]) == Q for r in stamp)  # on the calendar
+
+
+def test_quarter_series_is_continuous_across_the_raw_start(backfilled):
+    prom = backfilled["prom"]
+    plan = backfilled["plan"]
+    got = promapi.query(prom, "sensor:elec_energy_joules:increase15m[3h]", at=plan.raw_start + 5400)
+    for r in got:
+        ts = [int(float(t)) for t, _ in r["values"]]
+        assert all(t % QUARTER == 0 for t in ts)
+        assert np.all(np.diff(ts) == QUARTER), "one sample per quarter-hour, none missing or doubled"
+
+
+@pytest.mark.parametrize("day", [dt.date(2026, 5, 31), dt.date(2026, 5, 10)])  # raw, history
+def test_a_day_adds_up(backfilled, day):
+    prom, fleet = backfilled["prom"], backfilled["fleet"]
+    d0 = int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp())
+    d1 = d0 + 86400
+    increase = promapi.by_label(
+        promapi.query(prom, f"elec_energy_joules_total @ {d1} - elec_energy_joules_total @ {d0}")
+    )
+    quarters = promapi.by_label(
+        promapi.query(prom, f"sum_over_time(sensor:elec_energy_joules:increase15m[86399s] @ {d1})")
+    )
+    count = promapi.by_label(
+        promapi.query(prom, f"count_over_time(sensor:elec_energy_joules:increase15m[86399s] @ {d1})")
+    )
+    for s in fleet.sensors:
+        exact = int(loadmodel.power(s, np.arange(d0, d1)).sum())
+        assert increase[s.id] == exact  # the counter's increase is the day's per-second power
+        assert count[s.id] == 96
+        assert abs(quarters[s.id] - increase[s.id]) <= 0.005 * increase[s.id]
+
+
+def test_rerun_adds_nothing(backfilled):
+    data = backfilled["data"]
+    before = sorted(p.name for p in (data / "prometheus").iterdir())
+    again = run_backfill(parser().parse_args(args_for(data, backfilled["fleet_file"])))
+    assert again.written == 0 and again.samples == 0
+    assert again.skipped == len(backfilled["plan"].chunks)
+    assert sorted(p.name for p in (data / "prometheus").iterdir()) == before
+    assert "already there (skipped)" in again.text()
+
+
+def test_another_span_over_the_same_data_is_refused(backfilled):
+    args = parser().parse_args(args_for(backfilled["data"], backfilled["fleet_file"], raw_days=3))
+    with pytest.raises(BackfillError, match="another backfill"):
+        run_backfill(args)
+
+
+def test_killed_run_leaves_valid_blocks_and_the_next_completes(tmp_path):
+    fleet_file = write_fleet(tmp_path / "fleet.yaml", n=2, index_date=dt.date(2026, 5, 29))
+    data = tmp_path / "data"
+    argv = [sys.executable, "-m", "backfill", *args_for(data, fleet_file, raw_days=6, history_days=2)]
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = data / "backfill" / "state.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if state.exists() and len(json.loads(state.read_text())["done"]) >= 1:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    plan = make_plan(END_TS, 6, 2)
+    done = json.loads(state.read_text())["done"]
+    assert 1 <= len(done) < len(plan.chunks)
+    # Only whole blocks in the TSDB directory, and promtool reads them all.
+    tsdb = data / "prometheus"
+    for block in tsdb.iterdir():
+        assert (block / "meta.json").exists() and (block / "index").exists(), block
+    listing = subprocess.run(["promtool", "tsdb", "list", str(tsdb)], capture_output=True, text=True)
+    assert listing.returncode == 0, listing.stderr
+    # The next run completes the rest, and only the rest.
+    summary = run_backfill(parser().parse_args(args_for(data, fleet_file, raw_days=6, history_days=2)))
+    assert summary.skipped == len(done)
+    assert summary.written == len(plan.chunks) - len(done)
+    blocks = [b for d in json.loads(state.read_text())["done"].values() for b in d["blocks"]]
+    assert sorted(blocks) == sorted(p.name for p in tsdb.iterdir())
+
+
+def test_recover_finishes_a_half_done_move(tmp_path):
+    work, tsdb = tmp_path / "work", tmp_path / "tsdb"
+    journal = Journal.load(work / "state.json")
+    journal.moving["raw-1-2"] = {"blocks": ["A", "B"], "samples": 10, "bytes": 5}
+    journal.save()
+    (tsdb / "A").mkdir(parents=True)  # moved before the kill
+    (work / "staging" / "raw-1-2" / "B").mkdir(parents=True)  # not yet
+    (work / "staging" / "raw-9-9").mkdir(parents=True)  # an unfinished chunk's leftovers
+    finished = Ingester(tsdb, work, journal).recover()
+    assert finished == ["raw-1-2"]
+    assert sorted(p.name for p in tsdb.iterdir()) == ["A", "B"]
+    assert not (work / "staging").exists()
+    assert Journal.load(work / "state.json").done["raw-1-2"]["blocks"] == ["A", "B"]
