@@ -1,8 +1,10 @@
 """`make up`: run the native homewatt stack until Ctrl-C.
 
 Starts the Pushgateway, the exporter and Prometheus (with the recording rules),
-waits until every sensor's live power is queryable in Prometheus, prints where
-to look, and on Ctrl-C (or SIGTERM) stops every child before exiting.
+waits until every sensor's live power is queryable in Prometheus, backfills the
+history right up to where live data starts (first start only), waits until
+Prometheus has loaded it, prints where to look, and on Ctrl-C (or SIGTERM)
+stops every child before exiting.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ import sys
 import time
 import urllib.parse
 
+from backfill.__main__ import backfill, parser
+from backfill.plan import Plan
+from backfill.run import BackfillError, Summary
 from homewatt import promapi
 from homewatt.config import Settings
 from homewatt.fleet import FleetError, load_fleet
@@ -47,6 +52,38 @@ def wait_for_live_data(prometheus_url: str, sensors: int, timeout: float = 30.0)
     raise StartError(f"Prometheus shows no fresh power for all {sensors} sensors after {timeout:.0f} s")
 
 
+def backfill_history(settings: Settings) -> Summary:
+    """Backfill once: the first start writes the history, later starts find it done."""
+    argv = ["--data", str(settings.data), "--prometheus-url", settings.prometheus_url]
+    if settings.fleet:
+        argv += ["--fleet", settings.fleet]
+    log.info("backfilling history (first start only; later starts skip it) ...")
+    return backfill(parser().parse_args(argv))
+
+
+def wait_for_history(prometheus_url: str, plan: Plan, sensors: int, timeout: float = 150.0) -> None:
+    """Prometheus loads new blocks on its own once a minute: wait until it has."""
+    checks = [plan.raw_start + 30] if plan.of("raw") else []
+    checks += [plan.history_start + 1800] if plan.of("history") else []
+    start = time.monotonic()
+    logged = False
+    while time.monotonic() - start < timeout:
+        try:
+            loaded = all(
+                len(promapi.query(prometheus_url, "elec_energy_joules_total", at=t)) >= sensors
+                for t in checks
+            )
+        except promapi.PromError:
+            loaded = False
+        if loaded:
+            return
+        if not logged:
+            log.info("waiting for Prometheus to load the history blocks (it looks once a minute) ...")
+            logged = True
+        time.sleep(2)
+    raise StartError(f"Prometheus did not load the backfilled blocks within {timeout:.0f} s")
+
+
 def graph_link(prometheus_url: str, expr: str, range_input: str = "15m") -> str:
     q = urllib.parse.urlencode({"g0.expr": expr, "g0.tab": "0", "g0.range_input": range_input})
     return f"{prometheus_url}/graph?{q}"
@@ -55,12 +92,14 @@ def graph_link(prometheus_url: str, expr: str, range_input: str = "15m") -> str:
 def summary(settings: Settings, stack: Stack, n_sensors: int) -> str:
     p = settings.prometheus_url
     per_minute = graph_link(p, "sensor:elec_energy_joules:increase1m / 3.6e6", "1h")
+    per_day = graph_link(p, "sum_over_time(sensor:elec_energy_joules:increase15m[1d]) / 3.6e6", "3y")
     return "\n".join(
         [
             "",
             f"homewatt is up: {n_sensors} sensors, scraped every second.",
             f"  Live power (kW), last 15 min:  {graph_link(p, 'elec_power_watts / 1000')}",
             f"  Energy per minute (kWh):       {per_minute}",
+            f"  Energy per day (kWh), 3 years: {per_day}",
             f"  Prometheus UI:                 {p}/graph",
             f"  Scrape targets:                {p}/targets",
             f"  Exporter metrics:              http://{settings.exporter_listen}/metrics",
@@ -91,7 +130,10 @@ def main() -> int:
                 supervisor.run(service)
             took = wait_for_live_data(settings.prometheus_url, len(fleet))
             log.info("live data for all %d sensors in Prometheus after %.1f s", len(fleet), took)
-        except (StartError, FileNotFoundError) as exc:
+            history = backfill_history(settings)
+            print(history.text(), flush=True)
+            wait_for_history(settings.prometheus_url, history.plan, len(fleet))
+        except (StartError, FileNotFoundError, BackfillError) as exc:
             print(f"make up: {exc}", file=sys.stderr)
             return 1
         print(summary(settings, stack, len(fleet)), flush=True)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -76,3 +77,17 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStac
         for service in stack.services():
             sup.run(service)
         yield RunningStack(settings, load_fleet(fleet_file))
+
+
+def metered_second(
+    ts: np.ndarray, values: np.ndarray, model: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """The second each sample was metered in: the scrape's own second.
+
+    Prometheus stamps a sample when the scrape starts; the exporter answers a few
+    ms later with the value of the second it is then in.  Only a scrape starting
+    within 50 ms of a second's end may have been answered in the next second.
+    """
+    sec = np.floor(ts).astype(np.int64)
+    late = (ts - sec > 0.95) & (model(sec) != values)
+    return np.where(late, sec + 1, sec)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from homewatt import loadmodel, promapi, promconfig
 from homewatt.meter import Ledger, counter
+
+from .conftest import metered_second
 
 pytestmark = pytest.mark.integration
 
@@ -28,20 +29,6 @@ def test_rendered_config_passes_promtool(tmp_path):
     out = subprocess.run(["promtool", "check", "config", str(path)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "SUCCESS: 4 rules found" in out.stdout
-
-
-def metered_second(
-    ts: np.ndarray, values: np.ndarray, model: Callable[[np.ndarray], np.ndarray]
-) -> np.ndarray:
-    """The second each sample was metered in: the scrape's own second.
-
-    Prometheus stamps a sample when the scrape starts; the exporter answers a few
-    ms later with the value of the second it is then in.  Only a scrape starting
-    within 50 ms of a second's end may have been answered in the next second.
-    """
-    sec = np.floor(ts).astype(np.int64)
-    late = (ts - sec > 0.95) & (model(sec) != values)
-    return np.where(late, sec + 1, sec)
 
 
 def test_live_samples_equal_the_model_at_their_timestamps(live_stack):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -12,13 +14,15 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from homewatt import promapi
+from homewatt import loadmodel, promapi
 from homewatt.config import REPO, hostport
+from homewatt.fleet import Sensor, load_fleet
 from homewatt.supervisor import port_in_use
 
-from .conftest import stack_env, write_fleet
+from .conftest import metered_second, stack_env, write_fleet
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +57,7 @@ def start_up(env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str], flo
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(x.rstrip()) for x in proc.stdout], daemon=True).start()
     seen: list[str] = []
-    while time.monotonic() - start < 60:
+    while time.monotonic() - start < 240:  # a first start backfills, then waits for Prometheus
         try:
             line = lines.get(timeout=1)
         except queue.Empty:
@@ -72,20 +76,44 @@ def ctrl_c(proc: subprocess.Popen[str]) -> int:
     return proc.wait(timeout=40)
 
 
-def test_up_shows_live_power_then_ctrl_c_stops_everything(tmp_path):
+def live_seconds_around(prom: str, sensor: Sensor, t: int) -> tuple[np.ndarray, np.ndarray]:
+    """Metered second and counter of every sample within 15 s of t, backfilled or live."""
+    sel = f'{{sensor="{sensor.id}"}}'
+    power = promapi.query(prom, f"elec_power_watts{sel}[30s]", at=t + 15)[0]["values"]
+    energy = promapi.query(prom, f"elec_energy_joules_total{sel}[30s]", at=t + 15)[0]["values"]
+    ts = np.array([float(x) for x, _ in power])
+    values = np.array([float(v) for _, v in power])
+    secs = metered_second(ts, values, lambda x: loadmodel.power(sensor, x))
+    assert [float(x) for x, _ in energy] == list(ts)
+    return secs, np.array([float(v) for _, v in energy])
+
+
+def test_up_backfills_once_shows_live_power_then_ctrl_c_stops_everything(tmp_path):
     data = tmp_path / "data"
-    env = stack_env(data, write_fleet(tmp_path / "fleet.yaml", n=2))
+    fleet_file = write_fleet(tmp_path / "fleet.yaml", n=2)
+    env = {**stack_env(data, fleet_file), "HOMEWATT_RAW_DAYS": "0.05", "HOMEWATT_HISTORY_DAYS": "2"}
     proc, lines, took = start_up(env)
     try:
         text = "\n".join(lines)
-        assert took < 30, f"up took {took:.1f} s"
+        # Live within 30 s, then the backfill and Prometheus loading it (once a minute).
+        live_after = float(text.split("live data for all 2 sensors in Prometheus after ")[1].split(" s")[0])
+        assert live_after < 30
+        written = re.search(r"backfill: 2 sensors, (\d+) chunks written, 0 already there \(skipped\)", text)
+        assert written and int(written[1]) >= 2, text
         prom = env["PROMETHEUS_URL"]
+        live_start = json.loads((data / "backfill" / "state.json").read_text())["identity"]["live_start"]
+        # The join: one sample per metered second across it, none twice, and the
+        # counter steps by exactly the previous second's power.
+        for s in load_fleet(fleet_file).sensors:
+            secs, joules = live_seconds_around(prom, s, live_start)
+            assert secs[0] < live_start - 10 and secs[-1] > live_start + 10
+            assert np.all(np.diff(secs) == 1), secs
+            assert list(np.diff(joules)) == list(loadmodel.power(s, secs[:-1]).astype(float))
         assert f"{prom}/graph?g0.expr=elec_power_watts" in text
         assert f"http://{env['EXPORTER_LISTEN']}/metrics" in text
         fresh = promapi.query(prom, "time() - timestamp(elec_power_watts)")
         assert len(fresh) == 2
         assert all(float(r["value"][1]) <= 2.0 for r in fresh)
-        time.sleep(4)  # a few seconds of live data to find again after the restart
     finally:
         rc = ctrl_c(proc)
     assert rc == 0
@@ -94,9 +122,13 @@ def test_up_shows_live_power_then_ctrl_c_stops_everything(tmp_path):
     assert processes_mentioning(str(data)) == []
     stopped_at = time.time()
 
-    # A second start reuses the TSDB: the first run's samples are still there.
-    proc, _, _ = start_up(env)
+    # A second start reuses the TSDB and does not backfill again.
+    proc, lines, took = start_up(env)
     try:
+        assert f"backfill: 2 sensors, 0 chunks written, {written[1]} already there (skipped)" in "\n".join(
+            lines
+        )
+        assert took < 30
         before = promapi.query(env["PROMETHEUS_URL"], "count_over_time(elec_power_watts[2m])", at=stopped_at)
         assert len(before) == 2
         assert all(float(r["value"][1]) >= 3 for r in before)
