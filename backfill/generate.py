@@ -114,6 +114,7 @@ def raw_chunk(
     first = start - lead
     seconds = np.arange(first, end, dtype=np.int64)
     power = loadmodel.power(tuple(sensors), seconds)  # (S, N)
+    present = loadmodel.available(tuple(sensors), seconds[lead:])  # replayed data may have holes
     fams = _families(POWER, ENERGY, AVG1M, INC1M, AVG15M, INC15M)
     counter_end = np.empty(len(sensors), dtype=np.int64)
     ts = seconds[lead:]
@@ -127,8 +128,9 @@ def raw_chunk(
         counter_at += counter_start[i] - counter_at[lead]
         counter_end[i] = counter_at[-1]
         label = f'{RAW_LABELS}sensor="{s.id}"'
-        fams[POWER].add(f"{POWER}{{{label}}}", power[i, lead:], ts)
-        fams[ENERGY].add(f"{ENERGY}_total{{{label}}}", counter_at[lead:-1], ts)
+        keep = present[i] if not present[i].all() else slice(None)
+        fams[POWER].add(f"{POWER}{{{label}}}", power[i, lead:][keep], ts[keep])
+        fams[ENERGY].add(f"{ENERGY}_total{{{label}}}", counter_at[lead:-1][keep], ts[keep])
         slabel = f'sensor="{s.id}"'
         _window_aggregates(fams, slabel, counter_at, first, 60, AVG1M, INC1M, ends_1m)
         _window_aggregates(fams, slabel, counter_at, first, 900, AVG15M, INC15M, ends_15m)

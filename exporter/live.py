@@ -28,9 +28,16 @@ class LiveFleet:
         self.sensors = tuple(sensors)
         self.ledger = ledger or Ledger(self.sensors)
         self._lock = threading.Lock()
+        self._all_modelled = all(s.replay is None for s in self.sensors)
         self._t: int | None = None
         self._power = np.zeros(len(self.sensors), np.int64)
         self._energy = np.zeros(len(self.sensors), np.int64)
+
+    def available(self, t: int) -> np.ndarray:
+        """Which sensors have a reading at second `t` (replayed data can have holes)."""
+        if self._all_modelled:
+            return np.ones(len(self.sensors), dtype=bool)
+        return loadmodel.available(self.sensors, [t])[:, 0]
 
     def at(self, t: int) -> tuple[np.ndarray, np.ndarray]:
         """(power W, counter J) of every sensor at second `t`."""

@@ -6,6 +6,7 @@ import logging
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
 from prometheus_client import REGISTRY, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -35,6 +36,9 @@ class MetricsApp:
         start = time.perf_counter()
         t = int(self.clock())
         power, energy = self.live.at(t)
+        ok = self.live.available(t)
+        if not ok.all():  # a replayed household's missing minute: serve a gap, not a value
+            power, energy = np.where(ok, power, np.nan), np.where(ok, energy, np.nan)
         body = self.renderer.render(power, energy)
         expected = 2 * len(self.live.sensors)
         served = body.count("\n") - 4

@@ -43,6 +43,18 @@ class WaterHeater:
 
 
 @dataclass(frozen=True)
+class Replay:
+    """Play recorded minutes instead of the model (homewatt/replay.py)."""
+
+    dataset: str
+    start: dt.datetime  # when the data's first minute plays (the data then loops)
+
+    @property
+    def start_ts(self) -> int:
+        return int(self.start.timestamp())
+
+
+@dataclass(frozen=True)
 class Sensor:
     id: str
     home: str
@@ -61,6 +73,7 @@ class Sensor:
     home_at_lunch: float = 0.3  # probability that someone cooks lunch on a weekday
     heating: Heating = field(default_factory=Heating)
     water_heater: WaterHeater | None = None
+    replay: Replay | None = None
     timezone: str = "Europe/Paris"  # set from the fleet's timezone, not per sensor
 
     @property
@@ -112,6 +125,25 @@ def _build(cls: type, raw: Any, where: str) -> Any:
         raise FleetError(f"{where}: {exc}") from exc
 
 
+def _replay(raw: Any, where: str) -> Replay:
+    from homewatt import replay as replay_data
+
+    rep: Replay = _build(Replay, raw, where)
+    start = rep.start
+    if not isinstance(start, dt.datetime):
+        try:
+            start = dt.datetime.fromisoformat(str(start).replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise FleetError(f"{where}.start: {exc}") from exc
+    if start.tzinfo is None:
+        raise FleetError(f"{where}.start: give a UTC offset, e.g. 2022-12-17T16:24:00Z")
+    try:
+        replay_data.dataset_path(rep.dataset)
+    except replay_data.ReplayError as exc:
+        raise FleetError(f"{where}: {exc}") from exc
+    return Replay(dataset=rep.dataset, start=start)
+
+
 def _number(value: Any, where: str, lo: float, hi: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
         raise FleetError(f"{where}: expected a number in [{lo}, {hi}], got {value!r}")
@@ -127,6 +159,8 @@ def _sensor(raw: Any, index: int) -> Sensor:
             raw["heating"] = _build(Heating, raw["heating"], f"{where}.heating")
         if raw.get("water_heater") is not None:
             raw["water_heater"] = _build(WaterHeater, raw["water_heater"], f"{where}.water_heater")
+        if raw.get("replay") is not None:
+            raw["replay"] = _replay(raw["replay"], f"{where}.replay")
         if "index_date" in raw and not isinstance(raw["index_date"], dt.date):
             try:
                 raw["index_date"] = dt.date.fromisoformat(str(raw["index_date"]))

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from homewatt import replay
 from homewatt.fleet import Sensor
 from homewatt.timeutil import local_seconds
 
@@ -268,11 +269,8 @@ def _day(p: _Params, day: int, t: np.ndarray, sod: np.ndarray) -> dict[str, np.n
     }
 
 
-def components(sensors: Sensor | Sequence[Sensor], ts: np.ndarray | Sequence[int]) -> dict[str, np.ndarray]:
-    """Integer watts drawn by each usage, shape (sensors, instants); the meter reads their sum."""
-    group = _group(sensors)
+def _synthetic(group: tuple[Sensor, ...], t: np.ndarray) -> dict[str, np.ndarray]:
     p = _params(group)
-    t = np.asarray(ts, dtype=np.int64).ravel()
     out = {k: np.empty((p.n, t.size), dtype=np.int64) for k in USAGES}
     if t.size == 0:
         return out
@@ -285,6 +283,47 @@ def components(sensors: Sensor | Sequence[Sensor], ts: np.ndarray | Sequence[int
         parts = _day(p, int(day), t[sel].reshape(1, -1), (lt[sel] - day * DAY).reshape(1, -1))
         for k, v in parts.items():
             out[k][:, sel] = np.rint(v)
+    return out
+
+
+def _replayed(sensor: Sensor, t: np.ndarray) -> dict[str, np.ndarray]:
+    assert sensor.replay is not None
+    data = replay.load(sensor.replay.dataset)
+    m = replay.minute_index(sensor.replay.start_ts, len(data), t)
+    return {k: (data.parts[k][m] if k in data.parts else np.zeros(t.size, np.int64)) for k in USAGES}
+
+
+def components(sensors: Sensor | Sequence[Sensor], ts: np.ndarray | Sequence[int]) -> dict[str, np.ndarray]:
+    """Integer watts drawn by each usage, shape (sensors, instants); the meter reads their sum."""
+    group = _group(sensors)
+    t = np.asarray(ts, dtype=np.int64).ravel()
+    replayed = [i for i, s in enumerate(group) if s.replay is not None]
+    if not replayed:
+        return _synthetic(group, t)
+    out = {k: np.zeros((len(group), t.size), dtype=np.int64) for k in USAGES}
+    synthetic = [i for i, s in enumerate(group) if s.replay is None]
+    if synthetic:
+        for k, v in _synthetic(tuple(group[i] for i in synthetic), t).items():
+            out[k][synthetic] = v
+    for i in replayed:
+        for k, v in _replayed(group[i], t).items():
+            out[k][i] = v
+    return out
+
+
+def available(sensors: Sensor | Sequence[Sensor], ts: np.ndarray | Sequence[int]) -> np.ndarray:
+    """Whether each sensor has a reading at each instant, (S, T) bool.
+
+    Always true for modelled homes; false during a replayed household's missing
+    minutes (their power reads 0 so the counter stands still there).
+    """
+    group = _group(sensors)
+    t = np.asarray(ts, dtype=np.int64).ravel()
+    out = np.ones((len(group), t.size), dtype=bool)
+    for i, s in enumerate(group):
+        if s.replay is not None:
+            data = replay.load(s.replay.dataset)
+            out[i] = data.valid[replay.minute_index(s.replay.start_ts, len(data), t)]
     return out
 
 

@@ -23,10 +23,12 @@ def today_utc() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
 
 
-def write_fleet(path: Path, n: int = 2, index_date: dt.date | None = None) -> Path:
-    """A copy of the default fleet's first `n` homes, anchored near today (a cheap ledger)."""
+def write_fleet(
+    path: Path, n: int = 2, index_date: dt.date | None = None, ids: list[str] | None = None
+) -> Path:
+    """A copy of some default homes (the first `n`, or `ids`), anchored near today (a cheap ledger)."""
     doc = yaml.safe_load(DEFAULT_FLEET.read_text())
-    doc["sensors"] = doc["sensors"][:n]
+    doc["sensors"] = [s for s in doc["sensors"] if s["id"] in ids] if ids else doc["sensors"][:n]
     for s in doc["sensors"]:
         s["index_date"] = (index_date or today_utc()).isoformat()
     path.write_text(yaml.safe_dump(doc, sort_keys=False))

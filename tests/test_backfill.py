@@ -19,7 +19,7 @@ from backfill.__main__ import parser
 from backfill.ingest import Ingester, Journal
 from backfill.plan import QUARTER, make_plan
 from backfill.run import BackfillError
-from homewatt import loadmodel, promapi
+from homewatt import loadmodel, promapi, replay
 from homewatt.config import REPO, Settings
 from homewatt.fleet import load_fleet
 from homewatt.meter import Ledger, counter
@@ -56,7 +56,8 @@ def args_for(data: Path, fleet: Path, **extra: object) -> list[str]:
 @pytest.fixture(scope="module")
 def backfilled(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("backfill")
-    fleet_file = write_fleet(root / "fleet.yaml", n=2, index_date=dt.date(2026, 5, 29))
+    # One modelled home and the replayed real household.
+    fleet_file = write_fleet(root / "fleet.yaml", ids=["s-002", "s-006"], index_date=dt.date(2026, 5, 29))
     data = root / "data"
     summary = run_backfill(parser().parse_args(args_for(data, fleet_file)))
     settings = Settings.from_env({**os.environ, **stack_env(data, fleet_file)})
@@ -181,6 +182,17 @@ def test_a_day_adds_up(backfilled, day):
         assert increase[s.id] == exact  # the counter's increase is the day's per-second power
         assert count[s.id] == 96
         assert abs(quarters[s.id] - increase[s.id]) <= 0.005 * increase[s.id]
+
+
+def test_real_household_reads_back_the_csv_minute_means(backfilled):
+    prom = backfilled["prom"]
+    (real,) = [s for s in backfilled["fleet"].sensors if s.replay]
+    rows = replay.load("uci-household")
+    for T in (END_TS // 60 * 60 - 60 * k for k in (1, 7, 300, 2000)):
+        row = (T - 60 - real.replay.start_ts) // 60 % len(rows)  # the minute [T-60, T)
+        assert value(prom, "sensor:elec_power_watts:avg1m", T, real.id) == rows.watts[row]
+        got = promapi.query(prom, f'elec_power_watts{{sensor="{real.id}"}}[59s]', at=T - 1)[0]["values"]
+        assert {float(v) for _, v in got} == {float(rows.watts[row])} and len(got) == 60
 
 
 def test_rerun_adds_nothing(backfilled):

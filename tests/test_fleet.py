@@ -10,13 +10,17 @@ def default_doc() -> dict:
     return yaml.safe_load(DEFAULT_FLEET.read_text())
 
 
-def test_default_fleet_has_five_distinct_homes():
+def test_default_fleet_has_five_modelled_homes_and_one_real():
     fleet = load_fleet()
-    assert len(fleet) == 5
-    assert len(set(fleet.ids())) == 5
-    assert {s.heating.type for s in fleet.sensors} == {"electric", "heat_pump", "none"}
-    with_heater = [s for s in fleet.sensors if s.water_heater]
+    assert len(fleet) == 6
+    assert len(set(fleet.ids())) == 6
+    modelled = [s for s in fleet.sensors if s.replay is None]
+    assert len(modelled) == 5
+    assert {s.heating.type for s in modelled} == {"electric", "heat_pump", "none"}
+    with_heater = [s for s in modelled if s.water_heater]
     assert 0 < len(with_heater) < 5
+    (real,) = [s for s in fleet.sensors if s.replay]
+    assert real.replay.dataset == "uci-household"
     assert all(s.timezone == "Europe/Paris" for s in fleet.sensors)
 
 
@@ -39,6 +43,14 @@ def test_default_fleet_has_five_distinct_homes():
         (lambda d: d.update(colour="blue"), r"unknown key\(s\) 'colour'"),
         (lambda d: d.update(timezone="Mars/Olympus"), r"timezone 'Mars/Olympus' is not a known zone"),
         (lambda d: d["sensors"][0].update(index_date="yesterday"), r"index_date"),
+        (
+            lambda d: d["sensors"][5]["replay"].update(dataset="nope"),
+            r"sensors\[5\] \(id 's-006'\)\.replay: unknown replay dataset 'nope'",
+        ),
+        (
+            lambda d: d["sensors"][5]["replay"].update(start="2022-12-17T16:24:00"),
+            r"replay\.start: give a UTC offset",
+        ),
     ],
 )
 def test_bad_fleet_is_refused_naming_the_entry(mutate, message):
