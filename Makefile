@@ -28,6 +28,7 @@ rules-test: system-deps
 bench: system-deps venv
 	$(PY) benchmarks/model_speed.py
 	$(PY) benchmarks/exporter_render.py
+	$(PY) benchmarks/backfill_rate.py
 
 system-deps:
 	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null \
