@@ -6,6 +6,8 @@ listen address, readiness check); the supervisor does the rest.
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
 import sys
 from dataclasses import dataclass
@@ -98,6 +100,50 @@ class Stack:
             ready_timeout=180.0,  # the first start sums the energy ledger
         )
 
+    def partner_env(self) -> dict[str, str]:
+        """PARTNER_TOKEN(_FILE) as given, else a token made once for the native stack."""
+        if os.environ.get("PARTNER_TOKEN") or os.environ.get("PARTNER_TOKEN_FILE"):
+            return {}
+        path = self.data / "partner_token"
+        if not path.exists():
+            self.data.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(32) + "\n")
+            path.chmod(0o600)
+        return {"PARTNER_TOKEN_FILE": str(path)}
+
+    def partner(self) -> Service:
+        host, port = hostport(self.settings.partner_url)
+        return Service(
+            name="partner",
+            argv=[sys.executable, "-m", "partner_job.reference_partner", "--listen", f"{host}:{port}"],
+            listen=(host, port),
+            ready=http_ok(f"{self.settings.partner_url}/healthz"),
+            env=self.partner_env(),
+        )
+
+    def scheduler(self) -> Service:
+        return Service(
+            name="scheduler",
+            argv=[sys.executable, "-m", "partner_job", "schedule", "--no-progress"],
+            ready=lambda: True,
+            env={**self._env(), **self.partner_env()},
+        )
+
+    def _env(self) -> dict[str, str]:
+        env = {
+            "PROMETHEUS_URL": self.settings.prometheus_url,
+            "PUSHGATEWAY_URL": self.settings.pushgateway_url,
+            "PARTNER_URL": self.settings.partner_url,
+            "HOMEWATT_DATA": str(self.data),
+        }
+        if self.settings.fleet:
+            env["HOMEWATT_FLEET"] = self.settings.fleet
+        return env
+
     def services(self) -> list[Service]:
+        """What runs before the backfill; `partner_services` come after it."""
         (self.data / "pushgateway").mkdir(parents=True, exist_ok=True)
         return [self.pushgateway(), self.exporter(), self.prometheus()]
+
+    def partner_services(self) -> list[Service]:
+        return [self.partner(), self.scheduler()]

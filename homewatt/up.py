@@ -3,8 +3,10 @@
 Starts the Pushgateway, the exporter and Prometheus (with the recording rules),
 waits until every sensor's live power is queryable in Prometheus, backfills the
 history right up to where live data starts (first start only), waits until
-Prometheus has loaded it, prints where to look, and on Ctrl-C (or SIGTERM)
-stops every child before exiting.
+Prometheus has loaded it, starts the reference partner and the nightly
+scheduler (which runs the last midnight at once when no breakdown exists yet),
+prints where to look, and on Ctrl-C (or SIGTERM) stops every child before
+exiting.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ def graph_link(prometheus_url: str, expr: str, range_input: str = "15m") -> str:
 def summary(settings: Settings, stack: Stack, n_sensors: int) -> str:
     p = settings.prometheus_url
     per_minute = graph_link(p, "sensor:elec_energy_joules:increase1m / 3.6e6", "1h")
+    breakdown = graph_link(p, "elec_usage_share_ratio", "1h").replace("g0.tab=0", "g0.tab=1")
     per_day = graph_link(p, "sum_over_time(sensor:elec_energy_joules:increase15m[1d]) / 3.6e6", "3y")
     return "\n".join(
         [
@@ -103,8 +106,10 @@ def summary(settings: Settings, stack: Stack, n_sensors: int) -> str:
             f"  Prometheus UI:                 {p}/graph",
             f"  Scrape targets:                {p}/targets",
             f"  Exporter metrics:              http://{settings.exporter_listen}/metrics",
+            f"  Usage breakdown (partner):     {breakdown}",
             f"  Pushgateway:                   {settings.pushgateway_url}",
-            f"  Data (TSDB, ledger, logs):     {stack.data}",
+            f"  Reference partner:             {settings.partner_url}/v1/breakdowns",
+            f"  Data (TSDB, outbox, logs):     {stack.data}",
             "Ctrl-C stops everything.",
             "",
         ]
@@ -133,6 +138,9 @@ def main() -> int:
             history = backfill_history(settings)
             print(history.text(), flush=True)
             wait_for_history(settings.prometheus_url, history.plan, len(fleet))
+            for service in stack.partner_services():
+                log.info("starting %s ...", service.name)
+                supervisor.run(service)
         except (StartError, FileNotFoundError, BackfillError) as exc:
             print(f"make up: {exc}", file=sys.stderr)
             return 1

@@ -45,6 +45,7 @@ def stack_env(data: Path, fleet_file: Path | None) -> dict[str, str]:
         "PROMETHEUS_URL": f"http://127.0.0.1:{free_port()}",
         "PUSHGATEWAY_URL": f"http://127.0.0.1:{free_port()}",
         "EXPORTER_LISTEN": f"127.0.0.1:{free_port()}",
+        "PARTNER_URL": f"http://127.0.0.1:{free_port()}",
         "HOMEWATT_DATA": str(data),
     }
     if fleet_file:

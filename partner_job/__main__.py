@@ -1,0 +1,126 @@
+"""python -m partner_job: the nightly partner export.
+
+run --at ISO8601          run the window ending at that local midnight, now
+next --after ISO8601 -n N print the next N fire times (ISO 8601 with offset)
+deliver                   retry what the outbox still holds
+schedule                  run forever: every local midnight, catch-up once, retry the outbox
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import itertools
+import logging
+import signal
+import sys
+import urllib.parse
+
+from homewatt.config import Settings
+from homewatt.fleet import FleetError, load_fleet
+from partner_job import job
+from partner_job.client import PartnerClient
+from partner_job.outbox import Outbox
+from partner_job.scheduler import Scheduler, State
+from partner_job.window import Window, fire_times
+
+log = logging.getLogger("partner_job")
+
+
+def _when(text: str) -> dt.datetime:
+    t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if t.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a UTC offset, e.g. 2026-12-01T00:00:00+01:00")
+    return t
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m partner_job",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="run one window by hand")
+    r.add_argument("--at", type=_when, required=True, help="the local midnight ending the window (ISO 8601)")
+    n = sub.add_parser("next", help="print the next fire times")
+    n.add_argument("--after", type=_when, required=True)
+    n.add_argument("--count", "-n", type=int, default=1)
+    sub.add_parser("deliver", help="retry the outbox now")
+    s = sub.add_parser("schedule", help="run at every local midnight until stopped")
+    s.add_argument(
+        "--retry-every", type=float, default=300.0, help="seconds between outbox retries (default 300)"
+    )
+    for p in (r, sub.choices["deliver"], s):
+        p.add_argument("--no-progress", action="store_true")
+    return ap
+
+
+def _client(settings: Settings) -> PartnerClient:
+    return PartnerClient(settings.partner_url, job.read_token())
+
+
+def _report(settings: Settings, stats: job.Stats, what: str) -> None:
+    print(stats.line(what))
+    for p in stats.problems:
+        print(f"  {p}")
+    q = urllib.parse.urlencode({"g0.expr": "elec_usage_share_ratio", "g0.tab": "1"})
+    print(f"  breakdowns: {settings.prometheus_url}/graph?{q}   outbox: {settings.data / 'outbox'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s partner_job %(levelname)s %(message)s")
+    if args.cmd == "next":
+        for t in itertools.islice(fire_times(args.after), args.count):
+            print(t.isoformat())
+        return 0
+    settings = Settings.from_env()
+    try:
+        sensors = load_fleet(settings.fleet).ids()
+        client = _client(settings)
+    except (FleetError, RuntimeError, OSError) as exc:
+        print(f"partner_job: {exc}", file=sys.stderr)
+        return 2
+    progress = not args.no_progress
+    if args.cmd == "run":
+        try:
+            Window.ending(args.at)
+        except ValueError as exc:
+            print(f"partner_job: {exc}", file=sys.stderr)
+            return 2
+        stats = job.run(settings, sensors, args.at, client, progress)
+        _report(settings, stats, f"window ending {args.at.isoformat()}")
+        return 0 if not stats.failed and not stats.rejected else 1
+    if args.cmd == "deliver":
+        stats = job.deliver(settings, client, Outbox(settings.data / "outbox"), progress)
+        _report(settings, stats, "outbox")
+        return 0 if not stats.failed and not stats.rejected else 1
+
+    def run_midnight(midnight: dt.datetime) -> None:
+        _report(
+            settings,
+            job.run(settings, sensors, midnight, client, progress),
+            f"window ending {midnight.isoformat()}",
+        )
+
+    def deliver() -> None:
+        outbox = Outbox(settings.data / "outbox")
+        if outbox.pending():
+            _report(settings, job.deliver(settings, client, outbox, progress), "outbox retry")
+
+    sched = Scheduler(
+        State(settings.data / "partner_job" / "state.json"),
+        run_midnight,
+        deliver,
+        retry_every=args.retry_every,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: sched.stop.set())
+    with contextlib.suppress(KeyboardInterrupt):
+        sched.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""One nightly run: fetch every sensor's window into the outbox, then deliver the outbox.
+
+Preparing and delivering are separate on purpose: once a payload is in the
+outbox, every later run (and the scheduler's retry loop) delivers it, whatever
+happened to the run that wrote it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import datetime as dt
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from homewatt.config import Settings
+from partner_job import fetch
+from partner_job.client import Outcome, PartnerClient
+from partner_job.outbox import Entry, Outbox
+from partner_job.push import push_breakdown, window_joules
+from partner_job.window import Window
+
+log = logging.getLogger(__name__)
+
+
+def read_token(env: dict[str, str] | None = None) -> str:
+    env = dict(os.environ if env is None else env)
+    if env.get("PARTNER_TOKEN"):
+        return env["PARTNER_TOKEN"]
+    if env.get("PARTNER_TOKEN_FILE"):
+        return Path(env["PARTNER_TOKEN_FILE"]).read_text().strip()
+    raise RuntimeError("no partner token: set PARTNER_TOKEN or PARTNER_TOKEN_FILE")
+
+
+@dataclass
+class Stats:
+    sensors: int = 0
+    delivered: int = 0
+    failed: int = 0
+    rejected: int = 0
+    retried: int = 0  # sends that needed more than one attempt
+    bytes: int = 0
+    seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+    def line(self, what: str) -> str:
+        return (
+            f"{what}: {self.sensors} sensors prepared, {self.delivered} sent, "
+            f"{self.failed} failed (kept, will retry), {self.rejected} rejected, {self.retried} retried, "
+            f"{self.bytes / 1e6:.2f} MB, {self.seconds:.1f} s"
+        )
+
+
+def payload(sensor: str, window: Window, values: list[float | None]) -> dict:
+    return {
+        "sensor_id": sensor,
+        "start": window.start_utc(),
+        "resolution_seconds": 60,
+        "unit": "Wh",
+        "values": values,
+    }
+
+
+def prepare(settings: Settings, sensors: list[str], window: Window, outbox: Outbox, progress: bool) -> Stats:
+    """Read each sensor's window from Prometheus and write its payload to the outbox."""
+    stats = Stats()
+    for sensor in tqdm(sensors, desc=f"fetch {window.end_date}", unit="sensor", disable=not progress):
+        try:
+            readings = fetch.counter_readings(settings.prometheus_url, sensor, window)
+        except Exception as exc:  # one sensor's trouble never stops the others
+            stats.problems.append(f"{sensor}: cannot read Prometheus: {exc}")
+            log.error("%s: cannot read Prometheus: %s", sensor, exc)
+            continue
+        entry = Entry(
+            key=f"{sensor}:{window.end_date}",
+            sensor=sensor,
+            window_start=window.start_ts,
+            window_end=window.end_ts,
+            payload=payload(sensor, window, fetch.minute_wh(readings)),
+        )
+        outbox.put(entry)
+        stats.sensors += 1
+    return stats
+
+
+def deliver(
+    settings: Settings, client: PartnerClient, outbox: Outbox, progress: bool = False, workers: int = 4
+) -> Stats:
+    """Send every pending entry; push each breakdown; remove what landed."""
+    stats = Stats()
+    entries = outbox.pending()
+    fault = os.environ.get("PARTNER_JOB_FAULT", "")  # test hook: simulate a crash after a send
+
+    def one(entry: Entry) -> tuple[Entry, Outcome]:
+        return entry, client.send(entry)
+
+    with cf.ThreadPoolExecutor(workers) as pool:
+        bar = tqdm(total=len(entries), desc="send", unit="sensor", disable=not progress)
+        for fut in cf.as_completed([pool.submit(one, e) for e in entries]):
+            entry, out = fut.result()
+            bar.update(1)
+            stats.bytes += len(entry.body())
+            stats.retried += out.attempts > 1
+            if out.status == "delivered":
+                if fault == "exit-after-send":
+                    os._exit(17)
+                assert out.answer is not None
+                try:
+                    push_breakdown(
+                        settings.pushgateway_url,
+                        entry.sensor,
+                        out.answer["shares"],
+                        window_joules(entry.payload),
+                        (entry.window_start, entry.window_end),
+                        time.time(),
+                    )
+                except Exception as exc:  # the breakdown did not reach the user: keep the entry
+                    entry.attempts += out.attempts
+                    entry.last_error = f"push failed: {exc}"
+                    outbox.update(entry)
+                    stats.failed += 1
+                    stats.problems.append(f"{entry.key}: {entry.last_error}")
+                    continue
+                outbox.done(entry)
+                stats.delivered += 1
+            elif out.status == "rejected":
+                path = outbox.reject(entry, out.http_status or 0, out.detail)
+                stats.rejected += 1
+                stats.problems.append(
+                    f"{entry.key}: rejected {out.http_status}: {out.detail} (kept in {path})"
+                )
+                log.error("%s rejected by the partner (%s): %s", entry.key, out.http_status, out.detail)
+            else:
+                entry.attempts += out.attempts
+                entry.last_error = str(out.detail)
+                outbox.update(entry)
+                stats.failed += 1
+                stats.problems.append(f"{entry.key}: {out.detail} (kept, will retry)")
+                log.warning("%s not delivered after %d attempts: %s", entry.key, out.attempts, out.detail)
+        bar.close()
+    return stats
+
+
+def run(
+    settings: Settings, sensors: list[str], at: dt.datetime, client: PartnerClient, progress: bool = True
+) -> Stats:
+    start = time.monotonic()
+    window = Window.ending(at)
+    outbox = Outbox(settings.data / "outbox")
+    prepared = prepare(settings, sensors, window, outbox, progress)
+    sent = deliver(settings, client, outbox, progress)
+    sent.sensors = prepared.sensors
+    sent.problems = prepared.problems + sent.problems
+    sent.seconds = time.monotonic() - start
+    return sent

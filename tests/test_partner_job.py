@@ -1,0 +1,415 @@
+"""Nightly partner export against real Prometheus and Pushgateway and the reference partner over HTTP."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import requests
+
+from backfill.__main__ import backfill as run_backfill
+from backfill.__main__ import parser as backfill_parser
+from homewatt import loadmodel, promapi
+from homewatt.config import REPO, Settings
+from homewatt.fleet import load_fleet
+from homewatt.stack import Stack
+from homewatt.supervisor import Supervisor
+from partner_job import fetch, job
+from partner_job.client import PartnerClient
+from partner_job.outbox import Outbox
+from partner_job.scheduler import Scheduler, State
+from partner_job.window import Window, fire_times
+
+from .conftest import stack_env, write_fleet
+
+PARIS = dt.timezone(dt.timedelta(hours=1))
+MIDNIGHT = dt.datetime(2026, 11, 30, tzinfo=PARIS)  # window: Oct 31 00:00 CET .. Nov 30 00:00 CET
+TOKEN = "test-token-123"
+
+
+# --- the window and the fire times ------------------------------------------------
+
+
+def test_window_lengths_across_the_dst_nights_of_2027():
+    lengths = {}
+    for fire in fire_times(dt.datetime(2027, 1, 1, tzinfo=dt.UTC)):
+        if fire.year > 2027:
+            break
+        lengths[fire.date()] = Window.ending(fire).minutes
+    assert min(lengths.values()) == 43_140 and max(lengths.values()) == 43_260
+    assert lengths[dt.date(2027, 3, 28)] == 43_200  # the DST night itself is not in its window yet
+    assert lengths[dt.date(2027, 3, 29)] == 43_140  # March 28 lost an hour
+    assert lengths[dt.date(2027, 4, 27)] == 43_140
+    assert lengths[dt.date(2027, 4, 28)] == 43_200
+    assert lengths[dt.date(2027, 11, 1)] == 43_260  # October 31 had 25 hours
+    assert Window.ending(
+        dt.datetime(2027, 3, 29, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    ).start.isoformat() == ("2027-02-27T00:00:00+01:00")
+    with pytest.raises(ValueError, match="not a local midnight"):
+        Window.ending(dt.datetime(2027, 3, 29, 1, tzinfo=dt.UTC))
+
+
+def test_next_prints_fire_times_with_offsets():
+    out = subprocess.run(
+        [sys.executable, "-m", "partner_job", "next", "--after", "2027-10-30T12:00:00+02:00", "--count", "3"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
+    ).stdout.split()
+    assert out == ["2027-10-31T00:00:00+02:00", "2027-11-01T00:00:00+01:00", "2027-11-02T00:00:00+01:00"]
+
+
+# --- the scheduler (its clock is ours) --------------------------------------------
+
+
+class Clock:
+    def __init__(self, t: dt.datetime):
+        self.t = t
+
+    def __call__(self) -> dt.datetime:
+        return self.t
+
+
+def test_scheduler_runs_each_midnight_once_and_catches_up_once(tmp_path):
+    ran: list[str] = []
+    clock = Clock(dt.datetime(2027, 3, 27, 15, 0, tzinfo=dt.UTC))
+    sched = Scheduler(
+        State(tmp_path / "state.json"), lambda m: ran.append(m.isoformat()), lambda: None, clock
+    )
+    sched.tick()  # first start: the last midnight at once (a breakdown right away)
+    sched.tick()
+    assert ran == ["2027-03-27T00:00:00+01:00"]
+    clock.t = dt.datetime(2027, 3, 27, 23, 0, 1, tzinfo=dt.UTC)  # 00:00:01 local, DST night
+    sched.tick()
+    assert ran[-1] == "2027-03-28T00:00:00+01:00"
+    # Down for three nights: one catch-up run, for the latest midnight only.
+    clock.t = dt.datetime(2027, 3, 31, 9, 0, tzinfo=dt.UTC)
+    sched.tick()
+    sched.tick()
+    assert ran[-1] == "2027-03-31T00:00:00+02:00" and len(ran) == 3
+    # A restart reads the state: nothing runs twice.
+    again = Scheduler(
+        State(tmp_path / "state.json"), lambda m: ran.append(m.isoformat()), lambda: None, clock
+    )
+    again.tick()
+    assert len(ran) == 3
+    # It sleeps until the next midnight, or the outbox retry, whichever comes first.
+    clock.t = dt.datetime(2027, 3, 31, 21, 59, 0, tzinfo=dt.UTC)
+    assert again.next_wakeup() == pytest.approx(60.0)
+
+
+def test_a_failed_run_is_retried_not_skipped(tmp_path):
+    calls = []
+
+    def flaky(m):
+        calls.append(m)
+        if len(calls) == 1:
+            raise RuntimeError("Prometheus down")
+
+    sched = Scheduler(
+        State(tmp_path / "s.json"), flaky, lambda: None, Clock(dt.datetime(2027, 5, 2, 8, tzinfo=dt.UTC))
+    )
+    with pytest.raises(RuntimeError):
+        sched.tick()
+    sched.tick()
+    assert len(calls) == 2 and calls[0] == calls[1]
+
+
+# --- against the real stack ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    root = tmp_path_factory.mktemp("partner")
+    fleet_file = write_fleet(root / "fleet.yaml", ids=["s-001", "s-006"], index_date=dt.date(2026, 10, 29))
+    data = root / "data"
+    end = "2026-11-29T23:30:00+00:00"  # raw data covers the whole window ending MIDNIGHT
+    run_backfill(
+        backfill_parser().parse_args(
+            [
+                "--data",
+                str(data),
+                "--fleet",
+                str(fleet_file),
+                "--end",
+                end,
+                "--raw-days",
+                "31",
+                "--history-days",
+                "0",
+                "--no-progress",
+            ]
+        )
+    )
+    env = {**stack_env(data, fleet_file), "PARTNER_TOKEN": TOKEN}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    settings = Settings.from_env()
+    st = Stack(settings)
+    try:
+        with Supervisor(data / "logs") as sup:
+            for service in (st.pushgateway(), st.prometheus(), st.partner()):
+                sup.run(service)
+            yield {"settings": settings, "fleet": load_fleet(fleet_file), "env": env, "data": data}
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def client(settings, **kw) -> PartnerClient:
+    return PartnerClient(settings.partner_url, TOKEN, base_delay=0.05, max_delay=0.2, **kw)
+
+
+def faults(settings, **spec) -> None:
+    r = requests.post(
+        f"{settings.partner_url}/_faults", json=spec, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5
+    )
+    r.raise_for_status()
+
+
+def test_fetch_is_chunked_and_equals_the_counter_per_minute(stack, monkeypatch):
+    settings, fleet = stack["settings"], stack["fleet"]
+    window = Window.ending(MIDNIGHT)
+    calls = []
+    real = promapi.query_range
+
+    def counting(base, expr, start, end, step, timeout=60):
+        calls.append((end - start) / step + 1)
+        return real(base, expr, start, end, step, timeout)
+
+    monkeypatch.setattr(promapi, "query_range", counting)
+    s = fleet.get("s-001")
+    values = fetch.minute_wh(fetch.counter_readings(settings.prometheus_url, s.id, window))
+    assert len(calls) >= 4 and max(calls) <= 11_000 and sum(calls) == window.minutes + 1
+    assert len(values) == window.minutes == 43_200
+    assert all(v is not None for v in values)
+    for i in (0, 1, 777, 20_000, 43_199):
+        t = window.start_ts + 60 * i
+        assert values[i] == pytest.approx(loadmodel.power(s, np.arange(t, t + 60)).sum() / 3600, rel=1e-12)
+
+
+def test_a_silent_meter_gives_nulls(stack):
+    # The window ending Dec 1 reaches past the data (which ends Nov 29 23:30 UTC).
+    window = Window.ending(dt.datetime(2026, 12, 1, tzinfo=PARIS))
+    values = fetch.minute_wh(fetch.counter_readings(stack["settings"].prometheus_url, "s-001", window))
+    first_null = values.index(None)
+    # The last sample is at 23:29:59; the reading at 23:31 finds nothing within 2 s.
+    assert window.start_ts + 60 * first_null == int(
+        dt.datetime(2026, 11, 29, 23, 30, tzinfo=dt.UTC).timestamp()
+    )
+    assert set(values[first_null:]) == {None}
+
+
+def test_run_delivers_and_the_breakdown_is_in_prometheus(stack):
+    settings, fleet = stack["settings"], stack["fleet"]
+    stats = job.run(settings, fleet.ids(), MIDNIGHT, client(settings), progress=False)
+    assert (stats.sensors, stats.delivered, stats.failed, stats.rejected) == (2, 2, 0, 0)
+    assert not Outbox(settings.data / "outbox").pending()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        got = promapi.query(settings.prometheus_url, "sum by (sensor) (elec_usage_share_ratio)")
+        if len(got) == 2:
+            break
+        time.sleep(1)
+    assert {r["metric"]["sensor"]: float(r["value"][1]) for r in got} == pytest.approx(
+        {"s-001": 1.0, "s-006": 1.0}, abs=1e-3
+    )
+    window = Window.ending(MIDNIGHT)
+    for s in fleet.sensors:
+        joules = float(
+            promapi.query(settings.prometheus_url, f'sum(elec_usage_energy_joules{{sensor="{s.id}"}})')[0][
+                "value"
+            ][1]
+        )
+        exact = loadmodel.power(s, np.arange(window.start_ts, window.end_ts)).sum()
+        assert joules == pytest.approx(exact, rel=1e-3)
+        landed = promapi.query(
+            settings.prometheus_url, f'partner_job_last_success_timestamp_seconds{{sensor="{s.id}"}}'
+        )
+        assert time.time() - float(landed[0]["value"][1]) < 120
+        win = promapi.query(
+            settings.prometheus_url, f'partner_job_window_start_timestamp_seconds{{sensor="{s.id}"}}'
+        )
+        assert float(win[0]["value"][1]) == window.start_ts
+
+
+@pytest.mark.parametrize(
+    ("spec", "retried"),
+    [
+        ({"mode": "429", "count": 2, "retry_after": 1}, True),
+        ({"mode": "503", "count": 1, "retry_after": 1}, True),
+        ({"mode": "500", "count": 2}, True),
+        ({"mode": "nonsense", "count": 2}, True),
+        ({"mode": "slow", "count": 1, "delay": 2.5}, True),
+    ],
+)
+def test_each_transient_failure_ends_delivered(stack, spec, retried):
+    settings, fleet = stack["settings"], stack["fleet"]
+    at = dt.datetime(2026, 11, 29, tzinfo=PARIS)
+    faults(settings, **spec)
+    stats = job.run(settings, fleet.ids()[:1], at, client(settings, timeout=1.5), progress=False)
+    assert (stats.delivered, stats.failed, stats.rejected) == (1, 0, 0)
+    assert stats.retried == int(retried)
+
+
+def test_an_outage_keeps_the_payload_until_it_lands(stack):
+    settings, fleet = stack["settings"], stack["fleet"]
+    faults(settings, mode="503", count=10, retry_after=0)
+    stats = job.run(
+        settings,
+        fleet.ids()[:1],
+        dt.datetime(2026, 11, 28, tzinfo=PARIS),
+        client(settings, max_attempts=3),
+        progress=False,
+    )
+    assert (stats.delivered, stats.failed) == (0, 1)
+    outbox = Outbox(settings.data / "outbox")
+    (entry,) = outbox.pending()
+    assert entry.key == "s-001:2026-11-28" and entry.attempts == 3 and "503" in entry.last_error
+    faults(settings, mode="none")
+    again = job.deliver(settings, client(settings), outbox)
+    assert again.delivered == 1 and not outbox.pending()
+
+
+def test_a_refused_payload_is_kept_with_the_partners_reason(stack):
+    settings = stack["settings"]
+    bad = PartnerClient(settings.partner_url, "wrong-token", base_delay=0.01)
+    stats = job.run(settings, ["s-001"], dt.datetime(2026, 11, 27, tzinfo=PARIS), bad, progress=False)
+    assert (stats.delivered, stats.rejected) == (0, 1)
+    (rejected,) = [r for r in Outbox(settings.data / "outbox").rejected() if r["key"] == "s-001:2026-11-27"]
+    assert rejected["status"] == 401 and rejected["problem"]["title"] == "Unauthorized"
+    assert (
+        len(rejected["payload"]["values"]) == Window.ending(dt.datetime(2026, 11, 27, tzinfo=PARIS)).minutes
+    )
+
+
+def test_killed_between_send_and_push_then_restarted(stack):
+    settings, env = stack["settings"], stack["env"]
+    pushgw = settings.pushgateway_url
+    requests.delete(f"{pushgw}/metrics/job/partner_job/sensor/s-006", timeout=5)
+    cmd = [sys.executable, "-m", "partner_job", "run", "--at", "2026-11-26T00:00:00+01:00", "--no-progress"]
+    crash = subprocess.run(
+        cmd,
+        env={**os.environ, **env, "PARTNER_JOB_FAULT": "exit-after-send"},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert crash.returncode == 17  # died after the partner answered, before pushing
+    assert Outbox(settings.data / "outbox").has("s-001:2026-11-26") or Outbox(settings.data / "outbox").has(
+        "s-006:2026-11-26"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "partner_job", "deliver", "--no-progress"],
+        env={**os.environ, **env},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 failed" in done.stdout and "breakdowns: http" in done.stdout
+    assert not Outbox(settings.data / "outbox").pending()
+    metrics = requests.get(f"{pushgw}/metrics", timeout=5).text
+    assert 'elec_usage_share_ratio{instance="",job="partner_job",sensor="s-006"' in metrics
+
+
+# --- the reference partner's rules ----------------------------------------------------
+
+
+def post(
+    settings,
+    body: bytes,
+    key: str | None = "k:1",
+    token: str = TOKEN,
+    gz: bool = True,
+    ctype="application/json",
+):
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": ctype}
+    if key:
+        headers["Idempotency-Key"] = key
+    if gz:
+        body, headers["Content-Encoding"] = gzip.compress(body), "gzip"
+    return requests.post(f"{settings.partner_url}/v1/breakdowns", data=body, headers=headers, timeout=30)
+
+
+def good_payload(n: int = 1440, sensor: str = "x-1") -> dict:
+    vals = [1.0 + (i % 60 == 0) * 30 for i in range(n)]
+    return {
+        "sensor_id": sensor,
+        "start": "2026-11-01T00:00:00Z",
+        "resolution_seconds": 60,
+        "unit": "Wh",
+        "values": vals,
+    }
+
+
+def test_reference_partner_honours_the_api(stack):
+    settings = stack["settings"]
+    body = json.dumps(good_payload()).encode()
+    first = post(settings, body, key="x-1:2026-11-02")
+    assert first.status_code == 200
+    ans = first.json()
+    assert ans["sensor_id"] == "x-1" and ans["end"] == "2026-11-02T00:00:00Z"
+    assert abs(sum(u["share"] for u in ans["usages"]) - 1) <= 0.001
+    assert post(settings, body, key="x-1:2026-11-02").json() == ans  # same key, same body: same answer
+    other = json.dumps({**good_payload(), "values": [2.0] * 1440}).encode()
+    assert post(settings, other, key="x-1:2026-11-02").status_code == 409
+    assert post(settings, body, token="nope").status_code == 401
+    assert post(settings, body, key=None).status_code == 400
+    assert post(settings, b"{not json", key="y").status_code == 400
+    bad = post(settings, json.dumps({**good_payload(), "unit": "kWh"}).encode(), key="z")
+    assert bad.status_code == 422 and bad.headers["Content-Type"] == "application/problem+json"
+    assert bad.json()["detail"] == "unit must be 'Wh'"
+    neg = post(settings, json.dumps({**good_payload(), "values": [1.0, -2.0]}).encode(), key="w")
+    assert neg.status_code == 422 and "values[1]" in neg.json()["detail"]
+    huge = post(settings, json.dumps(good_payload(n=60_000)).encode(), key="h")
+    assert huge.status_code == 413
+
+
+def test_reference_partner_breakdown_is_deterministic_and_finds_the_water_heater():
+    from partner_job.disaggregate import breakdown
+
+    s = load_fleet().get("s-001")
+    window = Window.ending(dt.datetime(2026, 2, 1, tzinfo=PARIS))
+    minutes = window.start_ts + 60 * np.arange(window.minutes)
+    power = loadmodel.power(s, np.arange(window.start_ts, window.end_ts)).reshape(-1, 60).sum(axis=1) / 3600
+    values = power.tolist()
+    a = breakdown(window.start_utc(), values)
+    assert a == breakdown(window.start_utc(), values)
+    truth = {
+        k: v.sum() for k, v in loadmodel.components(s, np.arange(window.start_ts, window.end_ts)).items()
+    }
+    total = sum(truth.values())
+    assert minutes.size == window.minutes
+    assert abs(a[0]["water_heater"] - truth["water_heater"] / total) < 0.05
+    assert abs(a[0]["heating"] - truth["heating"] / total) < 0.1
+
+
+def test_score_prints_the_error_per_usage():
+    out = subprocess.run(
+        [sys.executable, "-m", "partner_job.score", "--ends", "2026-02-01"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
+    ).stdout
+    table = out.split("mean absolute share error per usage:")[1].split("\n")
+    errors = {
+        line.split()[0]: float(line.split()[-1]) for line in table if line.strip() and "all" not in line
+    }
+    assert set(errors) == set(loadmodel.USAGES)
+    assert all(0 <= e < 0.3 for e in errors.values())
+    assert "s-006" in out  # the real household is scored against its sub-meterings
