@@ -29,6 +29,8 @@ bench: system-deps venv
 	$(PY) benchmarks/model_speed.py
 	$(PY) benchmarks/exporter_render.py
 	$(PY) benchmarks/backfill_rate.py
+	$(PY) benchmarks/partner_job_rate.py
+	$(PY) -m partner_job.score
 
 system-deps:
 	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null \

@@ -28,15 +28,17 @@ pytestmark = pytest.mark.integration
 
 
 def processes_mentioning(text: str) -> list[str]:
+    """Processes whose command line or environment names `text` (the run's data dir)."""
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            env = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
         except OSError:
             continue
-        if text in cmd:
+        if text in cmd or text in env:
             found.append(f"{pid}: {cmd}")
     return found
 
@@ -114,10 +116,19 @@ def test_up_backfills_once_shows_live_power_then_ctrl_c_stops_everything(tmp_pat
         fresh = promapi.query(prom, "time() - timestamp(elec_power_watts)")
         assert len(fresh) == 2
         assert all(float(r["value"][1]) <= 2.0 for r in fresh)
+        # The scheduler ran the last midnight at once: a breakdown per sensor shows up.
+        assert f"{env['PARTNER_URL']}/v1/breakdowns" in text
+        deadline = time.monotonic() + 90
+        shares: list = []
+        while time.monotonic() < deadline and len(shares) < 2:
+            shares = promapi.query(prom, "sum by (sensor) (elec_usage_share_ratio)")
+            time.sleep(1)
+        assert {r["metric"]["sensor"] for r in shares} == {"s-001", "s-002"}
+        assert all(abs(float(r["value"][1]) - 1) <= 1e-3 for r in shares)
     finally:
         rc = ctrl_c(proc)
     assert rc == 0
-    for url in (env["PROMETHEUS_URL"], env["PUSHGATEWAY_URL"], f"http://{env['EXPORTER_LISTEN']}"):
+    for url in (env["PROMETHEUS_URL"], env["PUSHGATEWAY_URL"], env["PARTNER_URL"], f"http://{env['EXPORTER_LISTEN']}"):
         assert not port_in_use(*hostport(url)), f"{url} still listening"
     assert processes_mentioning(str(data)) == []
     stopped_at = time.time()
