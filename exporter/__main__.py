@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -14,11 +13,7 @@ from exporter.live import LiveFleet
 from exporter.server import MetricsApp, serve
 from homewatt.fleet import FleetError, load_fleet
 from homewatt.meter import Ledger
-
-
-def _interrupt(signum: int, _frame: object) -> None:
-    # serve_forever runs in this very thread: leave it by an exception, not shutdown().
-    raise KeyboardInterrupt
+from homewatt.serving import serve_until_stopped
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,14 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     live.at(int(time.time()))  # fills the energy ledger before the first scrape
     log.info("%d sensors ready in %.1f s", len(fleet), time.perf_counter() - start)
     server = serve(MetricsApp(live), host or "127.0.0.1", int(port))
-    signal.signal(signal.SIGTERM, _interrupt)
     log.info("serving http://%s:%s/metrics", host, port)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve_until_stopped(server)
     return 0
 
 

@@ -25,20 +25,11 @@ import numpy as np
 from homewatt import replay
 from homewatt.fleet import Sensor
 from homewatt.timeutil import local_seconds
+from homewatt.usages import USAGES
 
 # Bump when the model's output changes: on-disk caches of daily totals key on it.
 MODEL_VERSION = 1
 
-USAGES = (
-    "water_heater",
-    "heating",
-    "fridge",
-    "cooking",
-    "laundry",
-    "lighting",
-    "electronics",
-    "other",
-)
 
 DAY = 86400
 HOUR = 3600

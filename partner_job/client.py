@@ -23,7 +23,6 @@ import requests
 from partner_job.outbox import Entry
 
 USAGE_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
-KNOWN_USAGES = ("water_heater", "heating", "fridge", "cooking", "laundry", "lighting", "electronics", "other")
 
 
 class InvalidAnswer(ValueError):

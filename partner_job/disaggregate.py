@@ -28,6 +28,7 @@ import datetime as dt
 import numpy as np
 
 from homewatt.timeutil import local_seconds
+from homewatt.usages import USAGES
 
 TZ = "Europe/Paris"
 
@@ -60,19 +61,7 @@ def breakdown(start: str, values: list[float | None]) -> tuple[dict[str, float],
     lt = local_seconds(TZ, ts)
     hour = (lt % 86400) / 3600.0
     day = lt // 86400
-    energy = {
-        k: 0.0
-        for k in (
-            "water_heater",
-            "heating",
-            "fridge",
-            "cooking",
-            "laundry",
-            "lighting",
-            "electronics",
-            "other",
-        )
-    }
+    energy = dict.fromkeys(USAGES, 0.0)
     left = watts.copy()
 
     # 1. base load, per local day

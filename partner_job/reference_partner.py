@@ -22,13 +22,13 @@ import json
 import logging
 import math
 import os
-import signal
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from homewatt.serving import serve_until_stopped
 from partner_job.disaggregate import breakdown
 
 log = logging.getLogger("reference_partner")
@@ -249,18 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     host, _, port = args.listen.rpartition(":")
     server = serve(token, host or "127.0.0.1", int(port))
-
-    def stop(*_: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
     log.info("reference partner on http://%s/v1/breakdowns (pid %d)", args.listen, os.getpid())
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve_until_stopped(server)
     return 0
 
 

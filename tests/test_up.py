@@ -128,7 +128,12 @@ def test_up_backfills_once_shows_live_power_then_ctrl_c_stops_everything(tmp_pat
     finally:
         rc = ctrl_c(proc)
     assert rc == 0
-    for url in (env["PROMETHEUS_URL"], env["PUSHGATEWAY_URL"], env["PARTNER_URL"], f"http://{env['EXPORTER_LISTEN']}"):
+    for url in (
+        env["PROMETHEUS_URL"],
+        env["PUSHGATEWAY_URL"],
+        env["PARTNER_URL"],
+        f"http://{env['EXPORTER_LISTEN']}",
+    ):
         assert not port_in_use(*hostport(url)), f"{url} still listening"
     assert processes_mentioning(str(data)) == []
     stopped_at = time.time()
