@@ -26,6 +26,7 @@ from backfill.plan import HISTORY_BLOCK, QUARTER, RAW_BLOCK, Chunk, Plan
 from homewatt import loadmodel
 from homewatt.fleet import Sensor
 from homewatt.meter import Ledger, counter, fingerprint
+from homewatt.supervisor import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,9 @@ def run(
     history_todo = [c for c in todo if c.kind == "history"]
     with (
         cf.ThreadPoolExecutor(workers, thread_name_prefix="promtool") as pool,
-        cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as procs,
+        cf.ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent
+        ) as procs,
     ):
         jobs: list[cf.Future[None]] = []
         # 1. History model sums start at once, in worker processes.

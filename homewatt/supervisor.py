@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:
+    """Ask the kernel to SIGTERM this process when its parent dies (Linux), so nothing is orphaned."""
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -92,7 +93,7 @@ class Supervisor:
             stderr=subprocess.STDOUT,
             env={**os.environ, **service.env},
             start_new_session=True,  # the supervisor alone decides when children stop
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,  # runs in the child between fork and exec
         )
         logfile.close()
         self.services.append(service)

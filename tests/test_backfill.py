@@ -211,11 +211,29 @@ def test_another_span_over_the_same_data_is_refused(backfilled):
         run_backfill(args)
 
 
+def marked(marker: str) -> list[int]:
+    """Processes whose environment carries `marker` (a killed run's workers inherit it)."""
+    found = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            cmd = (p / "cmdline").read_bytes().decode(errors="replace")
+            env = (p / "environ").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if "multiprocessing" in cmd and marker in env:
+            found.append(int(p.name))
+    return found
+
+
 def test_killed_run_leaves_valid_blocks_and_the_next_completes(tmp_path):
     fleet_file = write_fleet(tmp_path / "fleet.yaml", n=2, index_date=dt.date(2026, 5, 29))
     data = tmp_path / "data"
     argv = [sys.executable, "-m", "backfill", *args_for(data, fleet_file, raw_days=6, history_days=2)]
-    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = f"HOMEWATT_TEST_MARK=kill-{os.getpid()}-{time.time_ns()}"
+    env = {**os.environ, marker.split("=")[0]: marker.split("=")[1]}
+    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = data / "backfill" / "state.json"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -225,6 +243,11 @@ def test_killed_run_leaves_valid_blocks_and_the_next_completes(tmp_path):
         time.sleep(0.02)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    # Its worker processes die with it (nothing is left running).
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and marked(marker):
+        time.sleep(0.2)
+    assert marked(marker) == []
     plan = make_plan(END_TS, 6, 2)
     done = json.loads(state.read_text())["done"]
     assert 1 <= len(done) < len(plan.chunks)

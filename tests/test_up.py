@@ -43,6 +43,15 @@ def processes_mentioning(text: str) -> list[str]:
     return found
 
 
+def no_process_left(text: str, grace: float = 10.0) -> list[str]:
+    """Processes still naming `text` after a grace period (multiprocessing's resource
+    tracker leaves a moment after its parent)."""
+    deadline = time.monotonic() + grace
+    while (left := processes_mentioning(text)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
 def start_up(env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str], float]:
     """Start the runner like a terminal would and read its output until it says it is up."""
     start = time.monotonic()
@@ -135,7 +144,7 @@ def test_up_backfills_once_shows_live_power_then_ctrl_c_stops_everything(tmp_pat
         f"http://{env['EXPORTER_LISTEN']}",
     ):
         assert not port_in_use(*hostport(url)), f"{url} still listening"
-    assert processes_mentioning(str(data)) == []
+    assert no_process_left(str(data)) == []
     stopped_at = time.time()
 
     # A second start reuses the TSDB and does not backfill again.
@@ -150,7 +159,7 @@ def test_up_backfills_once_shows_live_power_then_ctrl_c_stops_everything(tmp_pat
         assert all(float(r["value"][1]) >= 3 for r in before)
     finally:
         assert ctrl_c(proc) == 0
-    assert processes_mentioning(str(data)) == []
+    assert no_process_left(str(data)) == []
 
 
 def test_up_refuses_a_busy_port(tmp_path):
@@ -169,4 +178,4 @@ def test_up_refuses_a_busy_port(tmp_path):
         )
     assert out.returncode == 1
     assert f"{host}:{port} is already in use" in out.stderr
-    assert processes_mentioning(str(tmp_path / "data")) == []
+    assert no_process_left(str(tmp_path / "data")) == []
