@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import logging
 import os
 import sys
@@ -102,8 +103,6 @@ def backfill(args: argparse.Namespace) -> Summary:
     state = work / "state.json"
     end = args.end
     if end is None and state.exists():
-        import json
-
         end = json.loads(state.read_text()).get("identity", {}).get("live_start")
     if end is None:
         end = live_start_from_prometheus(args.prometheus_url)
