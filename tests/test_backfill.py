@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from backfill.__main__ import backfill as run_backfill
 from backfill.__main__ import parser
@@ -278,3 +279,31 @@ def test_recover_finishes_a_half_done_move(tmp_path):
     assert sorted(p.name for p in tsdb.iterdir()) == ["A", "B"]
     assert not (work / "staging").exists()
     assert Journal.load(work / "state.json").done["raw-1-2"]["blocks"] == ["A", "B"]
+
+
+def test_backfilled_aggregates_agree_with_the_rules_evaluated_on_the_same_data(backfilled):
+    """The rules of rules/, evaluated by Prometheus over the backfilled per-second data,
+    agree with the backfilled aggregates: exactly on the boundary, and within the
+    one extrapolated second when evaluated between samples as a live group is."""
+    prom, fleet = backfilled["prom"], backfilled["fleet"]
+    rules = {
+        r["record"]: r["expr"]
+        for g in yaml.safe_load((REPO / "rules" / "homewatt.rules.yml").read_text())["groups"]
+        for r in g["rules"]
+    }
+    for T in (END_TS // 900 * 900 - 900 * k for k in (1, 5, 40)):
+        for name, width in (("increase1m", 60), ("increase15m", 900)):
+            record = f"sensor:elec_energy_joules:{name}"
+            backfilled_value = promapi.by_label(promapi.query(prom, record, at=T))
+            on_boundary = promapi.by_label(promapi.query(prom, rules[record], at=T))
+            between = promapi.by_label(promapi.query(prom, rules[record], at=T + 0.4))
+            for s in fleet.sensors:
+                assert on_boundary[s.id] == backfilled_value[s.id]  # counter(T) - counter(T - width)
+                peak = loadmodel.power(s, np.arange(T - width - 1, T + 2)).max()
+                assert abs(between[s.id] - backfilled_value[s.id]) <= 2 * peak
+        for name in ("avg1m", "avg15m"):
+            record = f"sensor:elec_power_watts:{name}"
+            backfilled_value = promapi.by_label(promapi.query(prom, record, at=T))
+            between = promapi.by_label(promapi.query(prom, rules[record], at=T - 0.6))  # holds T-60 .. T-1
+            for s in fleet.sensors:
+                assert between[s.id] == pytest.approx(backfilled_value[s.id], abs=5e-4)
