@@ -23,6 +23,7 @@ class Settings:
     pushgateway_url: str
     partner_url: str
     exporter_listen: str
+    grafana_url: str
     data: Path
     fleet: str | None
 
@@ -34,6 +35,7 @@ class Settings:
             pushgateway_url=env.get("PUSHGATEWAY_URL", "http://127.0.0.1:9091").rstrip("/"),
             partner_url=env.get("PARTNER_URL", "http://127.0.0.1:8088").rstrip("/"),
             exporter_listen=env.get("EXPORTER_LISTEN", "127.0.0.1:9105"),
+            grafana_url=env.get("GRAFANA_URL", "http://127.0.0.1:3000").rstrip("/"),
             data=Path(env.get("HOMEWATT_DATA", "./data")).resolve(),
             fleet=env.get("HOMEWATT_FLEET") or None,
         )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from homewatt import promconfig
-from homewatt.config import Settings, hostport
+from homewatt.config import REPO, Settings, hostport
 from homewatt.supervisor import Service, http_ok
 
 # Prometheus keeps raw data at least as long as the 3-year history plus the raw backfill.
@@ -127,6 +127,37 @@ class Stack:
             argv=[sys.executable, "-m", "partner_job", "schedule", "--no-progress"],
             ready=lambda: True,
             env={**self._env(), **self.partner_env()},
+        )
+
+    def grafana(self) -> Service | None:
+        """Grafana with the repository's provisioning, if a Grafana binary is installed."""
+        path = shutil.which("grafana-server") or shutil.which("grafana")
+        if path is None:
+            return None
+        argv = [path] if path.endswith("grafana-server") else [path, "server"]
+        home = os.environ.get("GRAFANA_HOME") or (
+            "/usr/share/grafana"
+            if Path("/usr/share/grafana").exists()
+            else str(Path(path).resolve().parent.parent)
+        )
+        host, port = hostport(self.settings.grafana_url)
+        grafana_dir = REPO / "grafana"
+        return Service(
+            name="grafana",
+            argv=[*argv, "--homepath", home, "--config", str(grafana_dir / "grafana.ini")],
+            listen=(host, port),
+            ready=http_ok(f"{self.settings.grafana_url}/api/health"),
+            env={
+                "GF_PATHS_PROVISIONING": str(grafana_dir / "provisioning"),
+                "GF_PATHS_DATA": str(self.data / "grafana"),
+                "GF_PATHS_LOGS": str(self.data / "grafana" / "log"),
+                "GF_SERVER_HTTP_ADDR": host,
+                "GF_SERVER_HTTP_PORT": str(port),
+                "PROMETHEUS_URL": self.settings.prometheus_url,
+                "HISTORY_URL": self.settings.prometheus_url,  # natively, history is Prometheus too
+                "HOMEWATT_DASHBOARDS": str(grafana_dir / "dashboards"),
+            },
+            ready_timeout=120.0,
         )
 
     def _env(self) -> dict[str, str]:

@@ -91,7 +91,7 @@ def graph_link(prometheus_url: str, expr: str, range_input: str = "15m") -> str:
     return f"{prometheus_url}/graph?{q}"
 
 
-def summary(settings: Settings, stack: Stack, n_sensors: int) -> str:
+def summary(settings: Settings, stack: Stack, n_sensors: int, grafana: bool) -> str:
     p = settings.prometheus_url
     per_minute = graph_link(p, "sensor:elec_energy_joules:increase1m / 3.6e6", "1h")
     breakdown = graph_link(p, "elec_usage_share_ratio", "1h").replace("g0.tab=0", "g0.tab=1")
@@ -100,6 +100,15 @@ def summary(settings: Settings, stack: Stack, n_sensors: int) -> str:
         [
             "",
             f"homewatt is up: {n_sensors} sensors, scraped every second.",
+            *(
+                [
+                    f"  Grafana, live:                 {settings.grafana_url}/d/homewatt-live",
+                    f"  Grafana, history:              {settings.grafana_url}/d/homewatt-history",
+                    f"  Grafana, usage breakdown:      {settings.grafana_url}/d/homewatt-usage",
+                ]
+                if grafana
+                else []
+            ),
             f"  Live power (kW), last 15 min:  {graph_link(p, 'elec_power_watts / 1000')}",
             f"  Energy per minute (kWh):       {per_minute}",
             f"  Energy per day (kWh), 3 years: {per_day}",
@@ -141,10 +150,19 @@ def main() -> int:
             for service in stack.partner_services():
                 log.info("starting %s ...", service.name)
                 supervisor.run(service)
+            grafana = stack.grafana()
+            if grafana is not None:
+                log.info("starting grafana ...")
+                supervisor.run(grafana)
+            else:
+                log.info(
+                    "Grafana: no grafana-server or grafana binary on PATH, so no dashboards here; "
+                    "they are provisioned from grafana/ by `docker compose up`"
+                )
         except (StartError, FileNotFoundError, BackfillError) as exc:
             print(f"make up: {exc}", file=sys.stderr)
             return 1
-        print(summary(settings, stack, len(fleet)), flush=True)
+        print(summary(settings, stack, len(fleet), grafana is not None), flush=True)
         while True:
             dead = supervisor.dead()
             if dead:

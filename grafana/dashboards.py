@@ -1,0 +1,329 @@
+"""homewatt's Grafana dashboards as code; `python grafana/dashboards.py` writes their JSON.
+
+The committed JSON under grafana/dashboards/ is what Grafana provisions; a
+test regenerates it and requires the same bytes, and another runs every
+panel's queries against a real Prometheus with the variables substituted as
+Grafana would.
+
+PromQL notes the queries rely on (Prometheus 2.42):
+- range selectors include both ends, so a window ending on a quarter-hour
+  would hold two backfilled quarter-hour samples; `offset -…1ms` makes it
+  (t, t + d] instead;
+- a query_range value at t is drawn at t: bars are computed for [t, t + step)
+  (negative offsets) so each sits on the period it belongs to; Grafana aligns
+  the steps in the dashboard's timezone (Europe/Paris), so a 1d step starts at
+  local midnight;
+- panel time overrides give calendar periods: `now/M` with a time shift of
+  `1M` is last month up to the same point, `1M/M` the whole of last month;
+- the counter before the raw window exists only every 15 minutes, beyond the
+  5-minute lookback: readings use last_over_time(…[15m]).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.builders import piechart, prometheus, stat, table, timeseries
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models import dashboard as dm
+
+OUT = Path(__file__).resolve().parent / "dashboards"
+LIVE_DS = common.DataSourceRef(type_val="prometheus", uid="homewatt-prometheus")
+HISTORY_DS = common.DataSourceRef(type_val="prometheus", uid="homewatt-history")
+TZ = "Europe/Paris"
+
+S = '{sensor="$sensor"}'
+COUNTER = f"elec_energy_joules_total{S}"
+
+
+def reading(at: str, offset: str = "") -> str:
+    """The counter at an instant (shifted back by `offset`), raw (1 s) or quarter-hour history alike."""
+    return f"last_over_time({COUNTER}[15m] @ {at}{' offset ' + offset if offset else ''})"
+
+
+FROM, TO = "${__from:date:seconds}", "${__to:date:seconds}"
+PERIOD_KWH = f"({reading(TO)} - {reading(FROM)}) / 3.6e6"
+
+
+def query(
+    expr: str, legend: str = "", instant: bool = False, interval: str | None = None
+) -> prometheus.Dataquery:
+    q = prometheus.Dataquery().expr(expr).legend_format(legend or "__auto")
+    q = q.instant() if instant else q.range()
+    if interval:
+        q = q.interval(interval)
+    return q
+
+
+def sensor_variable(ds: common.DataSourceRef, metric: str) -> db.QueryVariable:
+    return (
+        db.QueryVariable("sensor")
+        .label("Sensor")
+        .datasource(ds)
+        .query(f"label_values({metric}, sensor)")
+        .refresh(dm.VariableRefresh.ON_DASHBOARD_LOAD)
+    )
+
+
+def kwh_stat(title: str, expr: str, time_from: str, time_shift: str | None = None, w: int = 4) -> stat.Panel:
+    p = (
+        stat.Panel()
+        .title(title)
+        .datasource(HISTORY_DS)
+        .with_target(query(expr, instant=True))
+        .unit("kwatth")
+        .decimals(1)
+        .time_from(time_from)
+        .height(4)
+        .span(w)
+    )
+    return p.time_shift(time_shift) if time_shift else p
+
+
+def pct_stat(title: str, expr: str, time_from: str) -> stat.Panel:
+    return (
+        stat.Panel()
+        .title(title)
+        .datasource(HISTORY_DS)
+        .with_target(query(expr, instant=True))
+        .unit("percentunit")
+        .decimals(1)
+        .time_from(time_from)
+        .height(4)
+        .span(4)
+    )
+
+
+def live() -> db.Dashboard:
+    today = f"({COUNTER} - {COUNTER} @ {FROM}) / 3.6e6"
+    yesterday = f"({COUNTER} offset 1d - {COUNTER} @ {FROM} offset 1d) / 3.6e6"
+    return (
+        db.Dashboard("homewatt — Live")
+        .uid("homewatt-live")
+        .tags(["homewatt"])
+        .timezone(TZ)
+        .time("now-15m", "now")
+        .refresh("1s")
+        .timepicker(db.TimePicker().refresh_intervals(["1s", "5s", "10s", "30s", "1m"]))
+        .with_variable(sensor_variable(LIVE_DS, "elec_power_watts"))
+        .with_panel(
+            stat.Panel()
+            .title("Power now")
+            .datasource(LIVE_DS)
+            .with_target(query(f"elec_power_watts{S} / 1000", instant=True))
+            .unit("kwatt")
+            .decimals(2)
+            .height(6)
+            .span(6)
+        )
+        .with_panel(
+            stat.Panel()
+            .title("Energy today")
+            .description("Counter now minus counter at local midnight.")
+            .datasource(LIVE_DS)
+            .with_target(query(today, instant=True))
+            .unit("kwatth")
+            .decimals(2)
+            .time_from("now/d")
+            .height(6)
+            .span(6)
+        )
+        .with_panel(
+            stat.Panel()
+            .title("Same time yesterday")
+            .datasource(LIVE_DS)
+            .with_target(query(yesterday, instant=True))
+            .unit("kwatth")
+            .decimals(2)
+            .time_from("now/d")
+            .height(6)
+            .span(6)
+        )
+        .with_panel(
+            stat.Panel()
+            .title("Today vs yesterday")
+            .datasource(LIVE_DS)
+            .with_target(query(f"{today} / ({yesterday}) - 1", instant=True))
+            .unit("percentunit")
+            .decimals(1)
+            .time_from("now/d")
+            .height(6)
+            .span(6)
+        )
+        .with_panel(
+            timeseries.Panel()
+            .title("Power, last 15 minutes, every second")
+            .datasource(LIVE_DS)
+            .with_target(query(f"elec_power_watts{S} / 1000", "{{sensor}}", interval="1s"))
+            .interval("1s")
+            .unit("kwatt")
+            .time_from("now-15m")
+            .height(10)
+            .span(24)
+        )
+    )
+
+
+def history() -> db.Dashboard:
+    step_window = "[$__interval] offset -${__interval}1ms"  # (t, t + step]: the step starting at t
+    quarter_kwh = f"sum_over_time(sensor:elec_energy_joules:increase15m{S}{step_window}) / 3.6e6"
+    mean_kw = f"avg_over_time(sensor:elec_power_watts:avg15m{S}[$__interval]) / 1000"
+    day_kwh = f"(last_over_time({COUNTER}[15m] offset -1d) - last_over_time({COUNTER}[15m])) / 3.6e6"
+    d = (
+        db.Dashboard("homewatt — History")
+        .uid("homewatt-history")
+        .tags(["homewatt"])
+        .timezone(TZ)
+        .week_start("monday")
+        .time("now-30d", "now")
+        .with_variable(sensor_variable(HISTORY_DS, "elec_energy_joules_total"))
+        .with_panel(
+            timeseries.Panel()
+            .title("Mean power (kW)")
+            .description("15-minute series averaged over each step; the step grows with the range.")
+            .datasource(HISTORY_DS)
+            .with_target(query(mean_kw, "{{sensor}}"))
+            .interval("15m")
+            .max_data_points(1000)
+            .unit("kwatt")
+            .height(8)
+            .span(24)
+        )
+        .with_panel(
+            timeseries.Panel()
+            .title("Energy per step (kWh), drawn at the step's start")
+            .datasource(HISTORY_DS)
+            .with_target(query(quarter_kwh, "{{sensor}}"))
+            .interval("15m")
+            .max_data_points(1000)
+            .unit("kwatth")
+            .draw_style(common.GraphDrawStyle.BARS)
+            .height(8)
+            .span(24)
+        )
+        .with_panel(
+            timeseries.Panel()
+            .title("Energy per day (kWh), each bar on its local day")
+            .datasource(HISTORY_DS)
+            .with_target(query(day_kwh, "{{sensor}}"))
+            .interval("1d")
+            .max_data_points(1200)
+            .unit("kwatth")
+            .draw_style(common.GraphDrawStyle.BARS)
+            .height(8)
+            .span(24)
+        )
+    )
+    # This period so far, the previous one to the same point, and the same period last year.
+    for name, unit, offset in (("week", "w", "1w"), ("month", "M", "1M"), ("year", "y", "1y")):
+        d = d.with_panel(kwh_stat(f"This {name} so far", PERIOD_KWH, f"now/{unit}"))
+        d = d.with_panel(kwh_stat(f"Last {name}, same point", PERIOD_KWH, f"now/{unit}", offset))
+        d = d.with_panel(kwh_stat(f"Same {name} last year", PERIOD_KWH, f"now/{unit}", "1y"))
+        d = d.with_panel(kwh_stat(f"Last {name}, whole", PERIOD_KWH, f"now/{unit}", f"1{unit}/{unit}"))
+        fixed = {"w": "1w", "y": "52w"}.get(unit)
+        if fixed:  # a fixed offset exists for weeks (and 52 weeks keeps weekdays for years)
+            now_kwh = f"({reading(TO)} - {reading(FROM)})"
+            prev = f"({reading(TO, fixed)} - {reading(FROM, fixed)})"
+            d = d.with_panel(
+                pct_stat(
+                    f"This {name} vs {'last' if unit == 'w' else 'same period last'} {name}",
+                    f"{now_kwh} / {prev} - 1",
+                    f"now/{unit}",
+                )
+            )
+    return d
+
+
+def usage() -> db.Dashboard:
+    share = f"elec_usage_share_ratio{S}"
+    return (
+        db.Dashboard("homewatt — Usage breakdown")
+        .uid("homewatt-usage")
+        .tags(["homewatt"])
+        .timezone(TZ)
+        .time("now-1h", "now")
+        .with_variable(sensor_variable(LIVE_DS, "elec_power_watts"))
+        .with_panel(
+            piechart.Panel()
+            .title("Partner's breakdown (share of the window's energy)")
+            .description("No data here means no breakdown has landed yet for this sensor.")
+            .datasource(LIVE_DS)
+            .time_from("now-5m")  # always the latest breakdown, whatever range is picked
+            .hide_time_override(True)
+            .with_target(query(share, "{{usage}}", instant=True))
+            .unit("percentunit")
+            .height(10)
+            .span(12)
+        )
+        .with_panel(
+            table.Panel()
+            .title("kWh per usage over the window")
+            .datasource(LIVE_DS)
+            .time_from("now-5m")  # always the latest breakdown, whatever range is picked
+            .hide_time_override(True)
+            .with_target(query(f"elec_usage_energy_joules{S} / 3.6e6", "{{usage}}", instant=True))
+            .unit("kwatth")
+            .height(10)
+            .span(12)
+        )
+        .with_panel(
+            stat.Panel()
+            .title("Window start")
+            .datasource(LIVE_DS)
+            .time_from("now-5m")  # always the latest breakdown, whatever range is picked
+            .hide_time_override(True)
+            .with_target(query(f"partner_job_window_start_timestamp_seconds{S} * 1000", instant=True))
+            .unit("dateTimeAsLocal")
+            .height(4)
+            .span(8)
+        )
+        .with_panel(
+            stat.Panel()
+            .title("Window end")
+            .datasource(LIVE_DS)
+            .time_from("now-5m")  # always the latest breakdown, whatever range is picked
+            .hide_time_override(True)
+            .with_target(query(f"partner_job_window_end_timestamp_seconds{S} * 1000", instant=True))
+            .unit("dateTimeAsLocal")
+            .height(4)
+            .span(8)
+        )
+        .with_panel(
+            stat.Panel()
+            .title("Landed")
+            .description("When the breakdown was pushed; 'No data' until the first nightly run.")
+            .datasource(LIVE_DS)
+            .time_from("now-5m")  # always the latest breakdown, whatever range is picked
+            .hide_time_override(True)
+            .with_target(query(f"partner_job_last_success_timestamp_seconds{S} * 1000", instant=True))
+            .unit("dateTimeFromNow")
+            .height(4)
+            .span(8)
+        )
+    )
+
+
+DASHBOARDS = {"live.json": live, "history.json": history, "usage.json": usage}
+
+
+def render(builder: db.Dashboard) -> str:
+    return json.dumps(builder.build(), cls=JSONEncoder, indent=2, sort_keys=True) + "\n"
+
+
+def write(out: Path = OUT) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, make in DASHBOARDS.items():
+        path = out / name
+        path.write_text(render(make()))
+        paths.append(path)
+    return paths
+
+
+if __name__ == "__main__":
+    for p in write(Path(sys.argv[1]) if len(sys.argv) > 1 else OUT):
+        print(p)
