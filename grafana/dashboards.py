@@ -238,8 +238,26 @@ def history() -> db.Dashboard:
     return d
 
 
+def latest(panel, title: str, expr: str, unit: str, legend: str = "", h: int = 4, w: int = 8):
+    """A Usage panel: always the latest breakdown (instant query now), whatever range is picked."""
+    return (
+        panel.title(title)
+        .datasource(LIVE_DS)
+        .time_from("now-5m")
+        .hide_time_override(True)
+        .with_target(query(expr, legend, instant=True))
+        .unit(unit)
+        .height(h)
+        .span(w)
+    )
+
+
 def usage() -> db.Dashboard:
-    share = f"elec_usage_share_ratio{S}"
+    none_yet = "No data here means no breakdown has landed yet for this sensor."
+
+    def stamp(name: str) -> str:
+        return f"partner_job_{name}_timestamp_seconds{S} * 1000"
+
     return (
         db.Dashboard("homewatt — Usage breakdown")
         .uid("homewatt-usage")
@@ -248,61 +266,36 @@ def usage() -> db.Dashboard:
         .time("now-1h", "now")
         .with_variable(sensor_variable(LIVE_DS, "elec_power_watts"))
         .with_panel(
-            piechart.Panel()
-            .title("Partner's breakdown (share of the window's energy)")
-            .description("No data here means no breakdown has landed yet for this sensor.")
-            .datasource(LIVE_DS)
-            .time_from("now-5m")  # always the latest breakdown, whatever range is picked
-            .hide_time_override(True)
-            .with_target(query(share, "{{usage}}", instant=True))
-            .unit("percentunit")
-            .height(10)
-            .span(12)
+            latest(
+                piechart.Panel().description(none_yet),
+                "Partner's breakdown (share of the window's energy)",
+                f"elec_usage_share_ratio{S}",
+                "percentunit",
+                "{{usage}}",
+                h=10,
+                w=12,
+            )
         )
         .with_panel(
-            table.Panel()
-            .title("kWh per usage over the window")
-            .datasource(LIVE_DS)
-            .time_from("now-5m")  # always the latest breakdown, whatever range is picked
-            .hide_time_override(True)
-            .with_target(query(f"elec_usage_energy_joules{S} / 3.6e6", "{{usage}}", instant=True))
-            .unit("kwatth")
-            .height(10)
-            .span(12)
+            latest(
+                table.Panel(),
+                "kWh per usage over the window",
+                f"elec_usage_energy_joules{S} / 3.6e6",
+                "kwatth",
+                "{{usage}}",
+                h=10,
+                w=12,
+            )
         )
+        .with_panel(latest(stat.Panel(), "Window start", stamp("window_start"), "dateTimeAsLocal"))
+        .with_panel(latest(stat.Panel(), "Window end", stamp("window_end"), "dateTimeAsLocal"))
         .with_panel(
-            stat.Panel()
-            .title("Window start")
-            .datasource(LIVE_DS)
-            .time_from("now-5m")  # always the latest breakdown, whatever range is picked
-            .hide_time_override(True)
-            .with_target(query(f"partner_job_window_start_timestamp_seconds{S} * 1000", instant=True))
-            .unit("dateTimeAsLocal")
-            .height(4)
-            .span(8)
-        )
-        .with_panel(
-            stat.Panel()
-            .title("Window end")
-            .datasource(LIVE_DS)
-            .time_from("now-5m")  # always the latest breakdown, whatever range is picked
-            .hide_time_override(True)
-            .with_target(query(f"partner_job_window_end_timestamp_seconds{S} * 1000", instant=True))
-            .unit("dateTimeAsLocal")
-            .height(4)
-            .span(8)
-        )
-        .with_panel(
-            stat.Panel()
-            .title("Landed")
-            .description("When the breakdown was pushed; 'No data' until the first nightly run.")
-            .datasource(LIVE_DS)
-            .time_from("now-5m")  # always the latest breakdown, whatever range is picked
-            .hide_time_override(True)
-            .with_target(query(f"partner_job_last_success_timestamp_seconds{S} * 1000", instant=True))
-            .unit("dateTimeFromNow")
-            .height(4)
-            .span(8)
+            latest(
+                stat.Panel().description("When the breakdown was pushed; 'No data' before the first run."),
+                "Landed",
+                stamp("last_success"),
+                "dateTimeFromNow",
+            )
         )
     )
 
