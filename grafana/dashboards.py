@@ -25,8 +25,8 @@ import json
 import sys
 from pathlib import Path
 
+from grafana_foundation_sdk.builders import barchart, piechart, prometheus, stat, table, timeseries
 from grafana_foundation_sdk.builders import dashboard as db
-from grafana_foundation_sdk.builders import piechart, prometheus, stat, table, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as dm
@@ -218,6 +218,37 @@ def history() -> db.Dashboard:
             .span(24)
         )
     )
+    # Weeks and months have no fixed step: the daily bars are summed per local week /
+    # month by Grafana transformations and drawn as one bar per period.
+    for title, fmt in (("Energy per week (kWh)", "GGGG-[W]WW"), ("Energy per month (kWh)", "YYYY-MM")):
+        d = d.with_panel(
+            barchart.Panel()
+            .title(title)
+            .datasource(HISTORY_DS)
+            .with_target(query(day_kwh, "kWh"))
+            .interval("1d")
+            .max_data_points(2000)
+            .unit("kwatth")
+            .with_transformation(
+                dm.DataTransformerConfig(
+                    id_val="formatTime",
+                    options={"timeField": "Time", "outputFormat": fmt, "timezone": TZ, "useTimezone": True},
+                )
+            )
+            .with_transformation(
+                dm.DataTransformerConfig(
+                    id_val="groupBy",
+                    options={
+                        "fields": {
+                            "Time": {"operation": "groupby", "aggregations": []},
+                            "kWh": {"operation": "aggregate", "aggregations": ["sum"]},
+                        }
+                    },
+                )
+            )
+            .height(8)
+            .span(12)
+        )
     # This period so far, the previous one to the same point, and the same period last year.
     for name, unit, offset in (("week", "w", "1w"), ("month", "M", "1M"), ("year", "y", "1y")):
         d = d.with_panel(kwh_stat(f"This {name} so far", PERIOD_KWH, f"now/{unit}"))

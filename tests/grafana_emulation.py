@@ -175,3 +175,29 @@ def queries(
                 e = (e + offset) // step * step - offset
             out.append(Query(expr, bool(target.get("instant")), s, e, step, panel["title"]))
     return out
+
+
+def moment_format(t: dt.datetime, fmt: str) -> str:
+    """The two moment.js formats the dashboards use."""
+    if fmt == "YYYY-MM":
+        return t.strftime("%Y-%m")
+    if fmt == "GGGG-[W]WW":
+        year, week, _ = t.isocalendar()
+        return f"{year}-W{week:02d}"
+    raise ValueError(fmt)
+
+
+def transform(panel: dict[str, Any], points: list[tuple[float, float]], tz: str) -> dict[str, float]:
+    """Grafana's formatTime then groupBy (sum) over one series' (time, value) points."""
+    fmt = sum_field = None
+    for t in panel.get("transformations", []):
+        if t["id"] == "formatTime":
+            fmt = t["options"]["outputFormat"]
+        elif t["id"] == "groupBy":
+            (sum_field,) = [k for k, v in t["options"]["fields"].items() if v["operation"] == "aggregate"]
+    assert fmt and sum_field, "expected formatTime + groupBy"
+    groups: dict[str, float] = {}
+    for ts, v in points:
+        key = moment_format(dt.datetime.fromtimestamp(ts, zoneinfo.ZoneInfo(tz)), fmt)
+        groups[key] = groups.get(key, 0.0) + v
+    return groups

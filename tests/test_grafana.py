@@ -201,3 +201,35 @@ def test_a_days_quarter_hours_add_up_to_the_days_total(data):
     days = by_title("history", "Energy per day (kWh), each bar on its local day", now, span)
     (bars,) = promapi.query_range(prom, days.expr, days.start, days.end, days.step)
     assert [(int(float(t)), pytest.approx(float(v), rel=1e-12)) for t, v in bars["values"]] == [(day0, total)]
+
+
+@pytest.mark.parametrize(
+    ("title", "key", "start", "end"),
+    [
+        (
+            "Energy per month (kWh)",
+            "2026-02",
+            dt.datetime(2026, 2, 1, tzinfo=PARIS),
+            dt.datetime(2026, 3, 1, tzinfo=PARIS),
+        ),
+        (
+            "Energy per week (kWh)",
+            "2026-W06",
+            dt.datetime(2026, 2, 2, tzinfo=PARIS),
+            dt.datetime(2026, 2, 9, tzinfo=PARIS),
+        ),
+    ],
+)
+def test_week_and_month_bars_are_the_counters_increase(data, title, key, start, end):
+    prom, ledger = data["prom"], data["ledger"]
+    now = dt.datetime.now(dt.UTC)
+    dash = dashboards()["history"]
+    (panel,) = [p for p in dash["panels"] if p["title"] == title]
+    q = by_title("history", title, now, ("now-1y", "now"))
+    assert q.step == 86400
+    (series,) = promapi.query_range(prom, q.expr, q.start, q.end, q.step)
+    bars = ge.transform(panel, [(float(t), float(v)) for t, v in series["values"]], dash["timezone"])
+    exact = (
+        counter(ledger, [int(end.timestamp())])[0, 0] - counter(ledger, [int(start.timestamp())])[0, 0]
+    ) / 3.6e6
+    assert bars[key] == pytest.approx(exact, rel=1e-9)
