@@ -255,17 +255,15 @@ def history() -> db.Dashboard:
         d = d.with_panel(kwh_stat(f"Last {name}, same point", PERIOD_KWH, f"now/{unit}", offset))
         d = d.with_panel(kwh_stat(f"Same {name} last year", PERIOD_KWH, f"now/{unit}", "1y"))
         d = d.with_panel(kwh_stat(f"Last {name}, whole", PERIOD_KWH, f"now/{unit}", f"1{unit}/{unit}"))
-        fixed = {"w": "1w", "y": "52w"}.get(unit)
-        if fixed:  # a fixed offset exists for weeks (and 52 weeks keeps weekdays for years)
-            now_kwh = f"({reading(TO)} - {reading(FROM)})"
+        # % needs both periods in one query, so a fixed offset: one week back for weeks,
+        # 52 weeks (same weekdays) for "last year"; months have no fixed length, so
+        # there is no "% vs last month" (its kWh are shown above).
+        now_kwh = f"({reading(TO)} - {reading(FROM)})"
+        for fixed, versus in (("1w", "last week"), ("52w", "the same days last year")):
+            if fixed == "1w" and unit != "w":
+                continue
             prev = f"({reading(TO, fixed)} - {reading(FROM, fixed)})"
-            d = d.with_panel(
-                pct_stat(
-                    f"This {name} vs {'last' if unit == 'w' else 'same period last'} {name}",
-                    f"{now_kwh} / {prev} - 1",
-                    f"now/{unit}",
-                )
-            )
+            d = d.with_panel(pct_stat(f"This {name} vs {versus}", f"{now_kwh} / {prev} - 1", f"now/{unit}"))
     return d
 
 
@@ -284,7 +282,7 @@ def latest(panel, title: str, expr: str, unit: str, legend: str = "", h: int = 4
 
 
 def usage() -> db.Dashboard:
-    none_yet = "No data here means no breakdown has landed yet for this sensor."
+    none_yet = "No breakdown yet: the partner's first answer for this sensor has not landed."
 
     def stamp(name: str) -> str:
         return f"partner_job_{name}_timestamp_seconds{S} * 1000"
@@ -298,7 +296,7 @@ def usage() -> db.Dashboard:
         .with_variable(sensor_variable(LIVE_DS, "elec_power_watts"))
         .with_panel(
             latest(
-                piechart.Panel().description(none_yet),
+                piechart.Panel().description(none_yet).no_value(none_yet),
                 "Partner's breakdown (share of the window's energy)",
                 f"elec_usage_share_ratio{S}",
                 "percentunit",
@@ -309,7 +307,7 @@ def usage() -> db.Dashboard:
         )
         .with_panel(
             latest(
-                table.Panel(),
+                table.Panel().no_value(none_yet),
                 "kWh per usage over the window",
                 f"elec_usage_energy_joules{S} / 3.6e6",
                 "kwatth",
@@ -322,7 +320,7 @@ def usage() -> db.Dashboard:
         .with_panel(latest(stat.Panel(), "Window end", stamp("window_end"), "dateTimeAsLocal"))
         .with_panel(
             latest(
-                stat.Panel().description("When the breakdown was pushed; 'No data' before the first run."),
+                stat.Panel().description("When the breakdown was pushed.").no_value("not yet"),
                 "Landed",
                 stamp("last_success"),
                 "dateTimeFromNow",
