@@ -32,6 +32,7 @@ def _escape(value: str) -> str:
 class FleetRenderer:
     def __init__(self, sensor_ids: Sequence[str]):
         self.ids = list(sensor_ids)
+        self.skipped = 0  # samples left out by the last render
         self._prefix = {name: [f'{name}{{sensor="{_escape(i)}"}} ' for i in self.ids] for name in _HEADERS}
 
     def render(self, power: np.ndarray, energy: np.ndarray) -> str:
@@ -43,12 +44,14 @@ class FleetRenderer:
         NaN or negative are left out: Prometheus then shows a gap, not a wrong point.
         """
         parts = []
+        self.skipped = 0
         for name, values in ((POWER, power), (ENERGY, energy)):
             values = np.asarray(values)
             ok = np.isfinite(values) & (values >= 0)
             prefixes = self._prefix[name]
             if not ok.all():
                 keep = np.flatnonzero(ok)
+                self.skipped += int(values.size - keep.size)
                 prefixes = [prefixes[i] for i in keep]
                 values = values[keep]
             text = map(repr if values.dtype.kind == "f" else str, values.tolist())
