@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from backfill.plan import Chunk
+from homewatt.supervisor import die_with_parent
 
 
 class IngestError(RuntimeError):
@@ -74,7 +75,8 @@ def promtool_blocks(text_file: Path, out_dir: Path, block_seconds: int) -> list[
         str(text_file),
         str(out_dir),
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    # promtool dies with the backfill (SIGKILL included): no orphan keeps writing into staging.
+    proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=die_with_parent)
     if proc.returncode != 0:
         raise IngestError(f"promtool failed on {text_file.name}: {proc.stderr.strip()[-2000:]}")
     blocks = sorted(p for p in out_dir.iterdir() if p.is_dir() and (p / "meta.json").exists())
@@ -103,7 +105,10 @@ class Ingester:
             finished.append(chunk_id)
         self.journal.save()
         if self.staging.exists():
-            shutil.rmtree(self.staging)
+            # Rename first: whatever a dying process still writes lands in the trash.
+            trash = self.staging.with_name(f".staging-trash-{os.getpid()}")
+            os.rename(self.staging, trash)
+            shutil.rmtree(trash, ignore_errors=True)
         return finished
 
     def ingest(self, chunk: Chunk, text: bytes, samples: int, block_seconds: int) -> dict[str, Any]:

@@ -212,6 +212,13 @@ def test_another_span_over_the_same_data_is_refused(backfilled):
         run_backfill(args)
 
 
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def marked(marker: str) -> list[int]:
     """Processes whose environment carries `marker` (a killed run's workers inherit it)."""
     found = []
@@ -219,11 +226,10 @@ def marked(marker: str) -> list[int]:
         if not p.name.isdigit():
             continue
         try:
-            cmd = (p / "cmdline").read_bytes().decode(errors="replace")
             env = (p / "environ").read_bytes().decode(errors="replace")
         except OSError:
             continue
-        if "multiprocessing" in cmd and marker in env:
+        if int(p.name) != os.getpid() and marker in env:
             found.append(int(p.name))
     return found
 
@@ -238,17 +244,22 @@ def test_killed_run_leaves_valid_blocks_and_the_next_completes(tmp_path):
     state = data / "backfill" / "state.json"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        if state.exists() and len(json.loads(state.read_text())["done"]) >= 1:
+        # Kill it while a chunk is in and promtool is busy with another.
+        busy = any("promtool" in cmdline(pid) for pid in marked(marker))
+        if busy and state.exists() and len(json.loads(state.read_text())["done"]) >= 1:
             proc.send_signal(signal.SIGKILL)
             break
         time.sleep(0.02)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    # Its worker processes die with it (nothing is left running).
-    deadline = time.monotonic() + 10
+    # promtool dies with it at once (it would otherwise go on writing into staging for a second or more)...
+    time.sleep(0.15)
+    assert [c for c in map(cmdline, marked(marker)) if "promtool" in c] == []
+    # ... and so do its worker processes: nothing keeps running.
+    deadline = time.monotonic() + 1.5
     while time.monotonic() < deadline and marked(marker):
-        time.sleep(0.2)
-    assert marked(marker) == []
+        time.sleep(0.1)
+    assert [cmdline(pid) for pid in marked(marker)] == []
     plan = make_plan(END_TS, 6, 2)
     done = json.loads(state.read_text())["done"]
     assert 1 <= len(done) < len(plan.chunks)
