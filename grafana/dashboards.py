@@ -69,38 +69,31 @@ def sensor_variable(ds: common.DataSourceRef, metric: str) -> db.QueryVariable:
     )
 
 
-def kwh_stat(title: str, expr: str, time_from: str, time_shift: str | None = None, w: int = 4) -> stat.Panel:
-    p = (
-        stat.Panel()
-        .title(title)
-        .datasource(HISTORY_DS)
-        .with_target(query(expr, instant=True))
-        .unit("kwatth")
-        .decimals(1)
-        .time_from(time_from)
-        .height(4)
-        .span(w)
-    )
-    return p.time_shift(time_shift) if time_shift else p
-
-
-def pct_stat(title: str, expr: str, time_from: str) -> stat.Panel:
-    return (
-        stat.Panel()
-        .title(title)
-        .datasource(HISTORY_DS)
-        .with_target(query(expr, instant=True))
-        .unit("percentunit")
-        .decimals(1)
-        .time_from(time_from)
-        .height(4)
-        .span(4)
-    )
+def stat_panel(
+    ds: common.DataSourceRef,
+    title: str,
+    expr: str,
+    unit: str,
+    decimals: int,
+    time_from: str | None = None,
+    time_shift: str | None = None,
+    h: int = 4,
+    w: int = 4,
+) -> stat.Panel:
+    """One number from an instant query, over the panel's own calendar period if given."""
+    p = stat.Panel().title(title).datasource(ds).with_target(query(expr, instant=True))
+    p = p.unit(unit).decimals(decimals)
+    if time_from:
+        p = p.time_from(time_from)
+    if time_shift:
+        p = p.time_shift(time_shift)
+    return p.height(h).span(w)
 
 
 def live() -> db.Dashboard:
     today = f"({COUNTER} - {COUNTER} @ {FROM}) / 3.6e6"
     yesterday = f"({COUNTER} offset 1d - {COUNTER} @ {FROM} offset 1d) / 3.6e6"
+    vs_yesterday = f"{today} / ({yesterday}) - 1"
     return (
         db.Dashboard("homewatt — Live")
         .uid("homewatt-live")
@@ -110,49 +103,15 @@ def live() -> db.Dashboard:
         .refresh("1s")
         .timepicker(db.TimePicker().refresh_intervals(["1s", "5s", "10s", "30s", "1m"]))
         .with_variable(sensor_variable(LIVE_DS, "elec_power_watts"))
+        .with_panel(stat_panel(LIVE_DS, "Power now", f"elec_power_watts{S} / 1000", "kwatt", 2, h=6, w=6))
         .with_panel(
-            stat.Panel()
-            .title("Power now")
-            .datasource(LIVE_DS)
-            .with_target(query(f"elec_power_watts{S} / 1000", instant=True))
-            .unit("kwatt")
-            .decimals(2)
-            .height(6)
-            .span(6)
+            stat_panel(LIVE_DS, "Energy today", today, "kwatth", 2, "now/d", h=6, w=6).description(
+                "Counter now minus counter at local midnight."
+            )
         )
+        .with_panel(stat_panel(LIVE_DS, "Same time yesterday", yesterday, "kwatth", 2, "now/d", h=6, w=6))
         .with_panel(
-            stat.Panel()
-            .title("Energy today")
-            .description("Counter now minus counter at local midnight.")
-            .datasource(LIVE_DS)
-            .with_target(query(today, instant=True))
-            .unit("kwatth")
-            .decimals(2)
-            .time_from("now/d")
-            .height(6)
-            .span(6)
-        )
-        .with_panel(
-            stat.Panel()
-            .title("Same time yesterday")
-            .datasource(LIVE_DS)
-            .with_target(query(yesterday, instant=True))
-            .unit("kwatth")
-            .decimals(2)
-            .time_from("now/d")
-            .height(6)
-            .span(6)
-        )
-        .with_panel(
-            stat.Panel()
-            .title("Today vs yesterday")
-            .datasource(LIVE_DS)
-            .with_target(query(f"{today} / ({yesterday}) - 1", instant=True))
-            .unit("percentunit")
-            .decimals(1)
-            .time_from("now/d")
-            .height(6)
-            .span(6)
+            stat_panel(LIVE_DS, "Today vs yesterday", vs_yesterday, "percentunit", 1, "now/d", h=6, w=6)
         )
         .with_panel(
             timeseries.Panel()
@@ -251,10 +210,13 @@ def history() -> db.Dashboard:
         )
     # This period so far, the previous one to the same point, and the same period last year.
     for name, unit, offset in (("week", "w", "1w"), ("month", "M", "1M"), ("year", "y", "1y")):
-        d = d.with_panel(kwh_stat(f"This {name} so far", PERIOD_KWH, f"now/{unit}"))
-        d = d.with_panel(kwh_stat(f"Last {name}, same point", PERIOD_KWH, f"now/{unit}", offset))
-        d = d.with_panel(kwh_stat(f"Same {name} last year", PERIOD_KWH, f"now/{unit}", "1y"))
-        d = d.with_panel(kwh_stat(f"Last {name}, whole", PERIOD_KWH, f"now/{unit}", f"1{unit}/{unit}"))
+        for title, shift in (
+            (f"This {name} so far", None),
+            (f"Last {name}, same point", offset),
+            (f"Same {name} last year", "1y"),
+            (f"Last {name}, whole", f"1{unit}/{unit}"),
+        ):
+            d = d.with_panel(stat_panel(HISTORY_DS, title, PERIOD_KWH, "kwatth", 1, f"now/{unit}", shift))
         # % needs both periods in one query, so a fixed offset: one week back for weeks,
         # 52 weeks (same weekdays) for "last year"; months have no fixed length, so
         # there is no "% vs last month" (its kWh are shown above).
@@ -263,7 +225,9 @@ def history() -> db.Dashboard:
             if fixed == "1w" and unit != "w":
                 continue
             prev = f"({reading(TO, fixed)} - {reading(FROM, fixed)})"
-            d = d.with_panel(pct_stat(f"This {name} vs {versus}", f"{now_kwh} / {prev} - 1", f"now/{unit}"))
+            ratio = f"{now_kwh} / {prev} - 1"
+            title = f"This {name} vs {versus}"
+            d = d.with_panel(stat_panel(HISTORY_DS, title, ratio, "percentunit", 1, f"now/{unit}"))
     return d
 
 
