@@ -23,7 +23,7 @@ from homewatt.config import Settings  # noqa: E402
 from homewatt.fleet import load_fleet  # noqa: E402
 from homewatt.stack import Stack  # noqa: E402
 from homewatt.supervisor import Supervisor, free_port  # noqa: E402
-from partner_job import job  # noqa: E402
+from partner_job import fetch, job  # noqa: E402
 from partner_job.client import PartnerClient  # noqa: E402
 from partner_job.outbox import Outbox  # noqa: E402
 from partner_job.window import Window, midnight  # noqa: E402
@@ -77,7 +77,7 @@ def main() -> None:
             f"{sent.bytes / n / 1e3:.0f} kB JSON per sensor"
         )
         print(
-            f"fetch (range API, {-(-(window.minutes + 1) // 10_000)} requests/sensor): {(t1 - t0) / n:.3f} s per sensor"
+            f"fetch (range API, {fetch.requests_needed(window)} requests/sensor): {(t1 - t0) / n:.3f} s per sensor"
         )
         print(f"send + validate + push (1 worker):        {(t2 - t1) / n:.3f} s per sensor")
         print(

@@ -81,13 +81,6 @@ class Ledger:
                 self._dirty[i] = True
         return np.array([d[day] for d in self._days], dtype=np.int64)
 
-    def record(self, day: int, energy: np.ndarray) -> None:
-        """Accept day totals computed elsewhere (the backfill sums every day anyway)."""
-        for i, total in enumerate(energy):
-            if self._days[i].get(day) != int(total):
-                self._days[i][day] = int(total)
-                self._dirty[i] = True
-
     def at_midnight(self, day: int) -> np.ndarray:
         """Each sensor's counter at 00:00 UTC of `day`."""
         out = np.empty(len(self.sensors), dtype=np.int64)

@@ -121,7 +121,7 @@ def deliver(
                 except Exception as exc:  # the breakdown did not reach the user: keep the entry
                     entry.attempts += out.attempts
                     entry.last_error = f"push failed: {exc}"
-                    outbox.update(entry)
+                    outbox.put(entry)
                     stats.failed += 1
                     stats.problems.append(f"{entry.key}: {entry.last_error}")
                     continue
@@ -137,7 +137,7 @@ def deliver(
             else:
                 entry.attempts += out.attempts
                 entry.last_error = str(out.detail)
-                outbox.update(entry)
+                outbox.put(entry)
                 stats.failed += 1
                 stats.problems.append(f"{entry.key}: {out.detail} (kept, will retry)")
                 log.warning("%s not delivered after %d attempts: %s", entry.key, out.attempts, out.detail)

@@ -61,9 +61,6 @@ class Outbox:
     def put(self, entry: Entry) -> None:
         _atomic_write(self.pending_dir / entry.filename, entry.dump())
 
-    def update(self, entry: Entry) -> None:
-        self.put(entry)
-
     def pending(self) -> list[Entry]:
         return [Entry.load(p) for p in sorted(self.pending_dir.glob("*.json.gz"))]
 
