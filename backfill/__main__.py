@@ -6,6 +6,11 @@ that span, and HISTORY_DAYS of quarter-hour history before it (the 15m series
 and the counter at every quarter-hour).  Blocks appear in DATA/prometheus
 atomically; a running Prometheus loads them within a minute.  Re-running is
 safe: chunks already written are skipped, an interrupted run is completed.
+
+With --bucket-dir the blocks go instead to one directory per Thanos block stream
+(BUCKET_DIR/raw, BUCKET_DIR/quarter; see thanos/README.md), labelled for Thanos,
+and the run prints the `thanos tools bucket upload-blocks` commands that put
+them into object storage (--upload runs them).
 """
 
 from __future__ import annotations
@@ -15,15 +20,21 @@ import datetime as dt
 import json
 import logging
 import os
+import shlex
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+from backfill.ingest import Target
 from backfill.plan import Plan, make_plan
 from backfill.run import BackfillError, Summary, run
-from homewatt import promapi
+from homewatt import promapi, streams
+from homewatt.config import REPO
 from homewatt.fleet import FleetError, load_fleet
 from homewatt.meter import Ledger
+from homewatt.supervisor import die_with_parent
 
 RAW_DAYS = 90.0
 HISTORY_DAYS = 3 * 365 + 1.0
@@ -91,15 +102,74 @@ def parser() -> argparse.ArgumentParser:
         help="days of quarter-hour history before the raw window (env HOMEWATT_HISTORY_DAYS; "
         "default 1096, three years)",
     )
+    p.add_argument(
+        "--bucket-dir",
+        help="write the blocks here, one directory per Thanos block stream, instead of into "
+        "DATA/prometheus (state in BUCKET_DIR/.backfill)",
+    )
+    p.add_argument(
+        "--objstore-config",
+        default=str(REPO / "thanos" / "objstore.filesystem.yml"),
+        help="the Thanos object-store config the printed upload commands use "
+        "(default: thanos/objstore.filesystem.yml)",
+    )
+    p.add_argument(
+        "--upload",
+        action="store_true",
+        help="with --bucket-dir: also run the upload commands (needs thanos, as in the Docker image)",
+    )
+    p.add_argument(
+        "--prometheus-config",
+        default=env.get("HOMEWATT_PROMETHEUS_CONFIG", str(streams.DEFAULT_CONFIG)),
+        help="the live Prometheus's config: its external labels go into every block's meta.json "
+        "(env HOMEWATT_PROMETHEUS_CONFIG; default prometheus/prometheus.yml)",
+    )
     p.add_argument("--workers", type=int, default=2, help="promtool processes at once (default 2)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
+def upload_commands(
+    target: Target, objstore_config: str, labels: dict[str, dict[str, str]]
+) -> list[list[str]]:
+    return [
+        [
+            "thanos",
+            "tools",
+            "bucket",
+            "upload-blocks",
+            f"--objstore.config-file={objstore_config}",
+            f"--path={target.dir(stream)}",
+            *streams.label_flags(labels[stream]),
+        ]
+        for stream in streams.STREAMS
+    ]
+
+
+def upload(commands: list[list[str]]) -> None:
+    if shutil.which("thanos") is None:
+        raise BackfillError(
+            "--upload needs the thanos binary on PATH (the homewatt Docker image has it); "
+            "the blocks are written: run the printed commands where thanos is installed"
+        )
+    for cmd in commands:
+        proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=die_with_parent)
+        if proc.returncode != 0:
+            raise BackfillError(f"{shlex.join(cmd)} failed: {proc.stderr.strip()[-2000:]}")
+
+
 def backfill(args: argparse.Namespace) -> Summary:
     data = Path(args.data).resolve()
     fleet = load_fleet(args.fleet)
-    work = data / "backfill"
+    labels = {s: streams.stream_labels(s, Path(args.prometheus_config)) for s in streams.STREAMS}
+    if args.upload and not args.bucket_dir:
+        raise BackfillError("--upload goes with --bucket-dir")
+    if args.bucket_dir:
+        target = Target(Path(args.bucket_dir).resolve(), per_stream=True)
+        work = target.root / ".backfill"
+    else:
+        target = Target(data / "prometheus")
+        work = data / "backfill"
     state = work / "state.json"
     end = args.end
     if end is None and state.exists():
@@ -108,17 +178,23 @@ def backfill(args: argparse.Namespace) -> Summary:
         end = live_start_from_prometheus(args.prometheus_url)
     plan: Plan = make_plan(end, args.raw_days, args.history_days)
     ledger = Ledger(fleet.sensors, data / "ledger")
-    return run(
+    summary = run(
         fleet.sensors,
         plan,
-        data / "prometheus",
+        target,
         work,
         ledger,
         args.raw_days,
         args.history_days,
         workers=args.workers,
         progress=not args.no_progress,
+        labels=labels,
     )
+    if target.per_stream:
+        summary.upload = upload_commands(target, args.objstore_config, labels)
+        if args.upload:
+            upload(summary.upload)
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         summary = backfill(args)
-    except (BackfillError, FleetError, promapi.PromError) as exc:
+    except (BackfillError, FleetError, promapi.PromError, streams.StreamError) as exc:
         print(f"backfill: {exc}", file=sys.stderr)
         return 1
     print(summary.text())

@@ -20,6 +20,7 @@ import numpy as np
 from backfill.openmetrics import EOF_MARK, family_header, series_lines
 from homewatt import loadmodel
 from homewatt.fleet import Sensor
+from homewatt.streams import QUARTER, RAW
 
 POWER = "elec_power_watts"
 ENERGY = "elec_energy_joules"  # OpenMetrics family name; samples carry _total
@@ -74,6 +75,18 @@ def _render(families: dict[str, Family]) -> tuple[bytes, int]:
     return b"".join(parts), total
 
 
+def _streams(streams: dict[str, dict[str, Family]]) -> tuple[dict[str, bytes], int]:
+    """One OpenMetrics text per block stream that has samples, and their total count."""
+    texts: dict[str, bytes] = {}
+    total = 0
+    for name, fams in streams.items():
+        text, n = _render(fams)
+        if n:
+            texts[name] = text
+            total += n
+    return texts, total
+
+
 def _window_aggregates(
     fams: dict[str, Family],
     label: str,
@@ -104,18 +117,21 @@ def raw_chunk(
     counter_start: np.ndarray,
     min_1m_end: int,
     min_15m_end: int,
-) -> tuple[bytes, int, np.ndarray]:
+) -> tuple[dict[str, bytes], int, np.ndarray]:
     """OpenMetrics for per-second data of [start, end) and the aggregates ending in it.
 
-    `counter_start` is each sensor's counter at `start`.  Returns the text, its
-    sample count and the counters at `end` (the next chunk's start).
+    `counter_start` is each sensor's counter at `start`.  Returns one text per
+    block stream (homewatt/streams.py: per-second data and 1m aggregates in
+    "raw"; 15m aggregates and the counter at each quarter-hour in "quarter"),
+    their sample count and the counters at `end` (the next chunk's start).
     """
     lead = start - (start - 900) // 900 * 900  # seconds back to an aligned point >= 900 s before
     first = start - lead
     seconds = np.arange(first, end, dtype=np.int64)
     power = loadmodel.power(tuple(sensors), seconds)  # (S, N)
     present = loadmodel.available(tuple(sensors), seconds[lead:])  # replayed data may have holes
-    fams = _families(POWER, ENERGY, AVG1M, INC1M, AVG15M, INC15M)
+    fams = _families(POWER, ENERGY, AVG1M, INC1M)
+    quarter = _families(ENERGY, AVG15M, INC15M)
     counter_end = np.empty(len(sensors), dtype=np.int64)
     ts = seconds[lead:]
     ends_1m = np.arange(-(-max(start, min_1m_end) // 60) * 60, end, 60, dtype=np.int64)
@@ -131,11 +147,15 @@ def raw_chunk(
         keep = present[i] if not present[i].all() else slice(None)
         fams[POWER].add(f"{POWER}{{{label}}}", power[i, lead:][keep], ts[keep])
         fams[ENERGY].add(f"{ENERGY}_total{{{label}}}", counter_at[lead:-1][keep], ts[keep])
+        # The counter at each quarter-hour, for the quarter stream's 3-year totals;
+        # none where the meter was silent, like the per-second series.
+        q = ends_15m[present[i][ends_15m - start]]
+        quarter[ENERGY].add(f"{ENERGY}_total{{{label}}}", counter_at[q - first], q)
         slabel = f'sensor="{s.id}"'
         _window_aggregates(fams, slabel, counter_at, first, 60, AVG1M, INC1M, ends_1m)
-        _window_aggregates(fams, slabel, counter_at, first, 900, AVG15M, INC15M, ends_15m)
-    text, samples = _render(fams)
-    return text, samples, counter_end
+        _window_aggregates(quarter, slabel, counter_at, first, 900, AVG15M, INC15M, ends_15m)
+    texts, samples = _streams({RAW: fams, QUARTER: quarter})
+    return texts, samples, counter_end
 
 
 def quarter_energy(sensors: Sequence[Sensor], start: int, end: int) -> np.ndarray:
@@ -158,8 +178,9 @@ def quarter_energy(sensors: Sequence[Sensor], start: int, end: int) -> np.ndarra
 
 def history_chunk(
     sensors: Sequence[Sensor], quarters: np.ndarray, counters: np.ndarray, energy: np.ndarray
-) -> tuple[bytes, int]:
-    """Quarter-hour history: the counter at each instant Q and the 15m aggregates ending at Q.
+) -> tuple[dict[str, bytes], int]:
+    """Quarter-hour history (the quarter stream): the counter at each instant Q and the
+    15m aggregates ending at Q.
 
     `quarters` (Q,) aligned instants, `counters` (S, Q) the counter there, `energy`
     (S, Q) the joules of [Q - 900, Q).
@@ -171,4 +192,4 @@ def history_chunk(
         fams[INC15M].add(f"{INC15M}{{{label}}}", energy[i], quarters)
         milli = (energy[i] * 10**AVG_SCALE * 2 + 900) // (2 * 900)
         fams[AVG15M].add(f"{AVG15M}{{{label}}}", milli, quarters, scale=AVG_SCALE)
-    return _render(fams)
+    return _streams({QUARTER: fams})

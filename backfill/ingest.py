@@ -1,10 +1,13 @@
-"""Turn one chunk's OpenMetrics into TSDB blocks and move them into Prometheus's data dir.
+"""Turn one chunk's OpenMetrics into TSDB blocks and move them to their target.
 
-promtool writes into a private staging directory; blocks then enter the TSDB
-directory by rename (atomic on one filesystem), so Prometheus never sees a
-half-written block.  The journal records which blocks a chunk produced before
-they move and marks the chunk done after: a run killed at any point resumes
-without writing a chunk twice.
+promtool writes into a private staging directory; blocks then enter the target
+directory by rename (atomic on one filesystem), so neither Prometheus nor a
+Thanos upload ever sees a half-written block.  The journal records which blocks
+a chunk produced before they move and marks the chunk done after: a run killed
+at any point resumes without writing a chunk twice.
+
+Every block carries a Thanos section in its meta.json with the external labels
+of its stream (homewatt/streams.py); Prometheus ignores it, Thanos reads it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from backfill.plan import Chunk
+from homewatt.streams import RAW, STREAMS
 from homewatt.supervisor import die_with_parent
+
+THANOS_SOURCE = "homewatt-backfill"
 
 
 class IngestError(RuntimeError):
@@ -83,23 +89,71 @@ def promtool_blocks(text_file: Path, out_dir: Path, block_seconds: int) -> list[
     return blocks
 
 
-class Ingester:
-    """Writes chunks into a TSDB directory through staging, recording each step."""
+def label_block(block: Path, labels: dict[str, str]) -> None:
+    """Give a promtool block the Thanos metadata a sidecar would give it."""
+    meta_file = block / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    meta["thanos"] = {
+        "version": 1,
+        "labels": dict(sorted(labels.items())),
+        "downsample": {"resolution": 0},
+        "source": THANOS_SOURCE,
+        "segment_files": sorted(p.name for p in (block / "chunks").iterdir()),
+    }
+    tmp = meta_file.with_name("meta.json.tmp")
+    tmp.write_text(json.dumps(meta, indent=1))
+    os.replace(tmp, meta_file)
 
-    def __init__(self, tsdb: Path, work: Path, journal: Journal):
-        self.tsdb = tsdb
+
+@dataclass(frozen=True)
+class Target:
+    """Where blocks go: Prometheus's TSDB directory for every stream (native), or a
+    directory per stream (``ROOT/raw``, ``ROOT/quarter``), each ready for
+    ``thanos tools bucket upload-blocks``, which sets one stream's labels per call."""
+
+    root: Path
+    per_stream: bool = False
+
+    def dir(self, stream: str) -> Path:
+        return self.root / stream if self.per_stream else self.root
+
+    def dirs(self) -> list[Path]:
+        return [self.dir(s) for s in STREAMS] if self.per_stream else [self.root]
+
+
+def _entry(entry: str) -> tuple[str, str]:
+    """A journal block entry "stream/ULID" (a bare ULID is a raw block of an older journal)."""
+    stream, _, ulid = entry.rpartition("/")
+    return stream or RAW, ulid
+
+
+class Ingester:
+    """Writes chunks into their target through staging, recording each step."""
+
+    def __init__(
+        self,
+        target: Path | Target,
+        work: Path,
+        journal: Journal,
+        labels: dict[str, dict[str, str]] | None = None,
+    ):
+        self.target = target if isinstance(target, Target) else Target(target)
         self.staging = work / "staging"
         self.journal = journal
+        self.labels = labels or {}
         self.lock = threading.Lock()
 
     def recover(self) -> list[str]:
         """Finish moves a killed run left half done; drop staging leftovers."""
         finished = []
         for chunk_id, info in list(self.journal.moving.items()):
-            for ulid in info["blocks"]:
-                src = self.staging / chunk_id / ulid
-                if src.exists() and not (self.tsdb / ulid).exists():
-                    os.rename(src, self.tsdb / ulid)
+            for entry in info["blocks"]:
+                stream, ulid = _entry(entry)
+                src = self.staging / chunk_id / entry
+                dst = self.target.dir(stream) / ulid
+                if src.exists() and not dst.exists():
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    os.rename(src, dst)
             self.journal.done[chunk_id] = info
             del self.journal.moving[chunk_id]
             finished.append(chunk_id)
@@ -111,29 +165,38 @@ class Ingester:
             shutil.rmtree(trash, ignore_errors=True)
         return finished
 
-    def ingest(self, chunk: Chunk, text: bytes, samples: int, block_seconds: int) -> dict[str, Any]:
+    def ingest(
+        self, chunk: Chunk, texts: dict[str, bytes], samples: int, block_seconds: int
+    ) -> dict[str, Any]:
+        """One chunk, one text per stream: promtool, label, then move every block."""
         stage = self.staging / chunk.id
         if stage.exists():
             shutil.rmtree(stage)
-        stage.mkdir(parents=True)
-        text_file = stage / "input.om"
-        text_file.write_bytes(text)
-        del text
-        blocks = promtool_blocks(text_file, stage / "blocks", block_seconds)
-        text_file.unlink()
-        for b in blocks:
-            os.rename(b, stage / b.name)
+        entries: list[str] = []
+        for stream, text in texts.items():
+            (stage / stream).mkdir(parents=True)
+            text_file = stage / stream / "input.om"
+            text_file.write_bytes(text)
+            blocks = promtool_blocks(text_file, stage / stream / "blocks", block_seconds)
+            text_file.unlink()
+            for b in blocks:
+                label_block(b, self.labels.get(stream, {}))
+                os.rename(b, stage / stream / b.name)
+                entries.append(f"{stream}/{b.name}")
+        del texts
         info = {
-            "blocks": [b.name for b in blocks],
+            "blocks": entries,
             "samples": samples,
-            "bytes": sum(dir_bytes(stage / b.name) for b in blocks),
+            "bytes": sum(dir_bytes(stage / e) for e in entries),
         }
-        self.tsdb.mkdir(parents=True, exist_ok=True)
+        for d in self.target.dirs():
+            d.mkdir(parents=True, exist_ok=True)
         with self.lock:
             self.journal.moving[chunk.id] = info
             self.journal.save()
-            for b in blocks:
-                os.rename(stage / b.name, self.tsdb / b.name)
+            for e in entries:
+                stream, ulid = _entry(e)
+                os.rename(stage / e, self.target.dir(stream) / ulid)
             self.journal.done[chunk.id] = info
             del self.journal.moving[chunk.id]
             self.journal.save()

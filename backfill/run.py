@@ -11,17 +11,18 @@ from __future__ import annotations
 import concurrent.futures as cf
 import logging
 import multiprocessing
+import shlex
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from backfill import generate
-from backfill.ingest import Ingester, Journal
+from backfill.ingest import Ingester, Journal, Target
 from backfill.plan import HISTORY_BLOCK, QUARTER, RAW_BLOCK, Chunk, Plan
 from homewatt import loadmodel
 from homewatt.fleet import Sensor
@@ -46,13 +47,23 @@ class Summary:
     blocks: int
     bytes: int
     seconds: float
-    tsdb: Path
+    target: Target
+    upload: list[list[str]] = field(default_factory=list)  # thanos commands that put the blocks in a bucket
 
     def text(self) -> str:
         def day(t: int) -> str:
             return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
 
         p = self.plan
+        where = self.target.root
+        if self.target.per_stream:
+            where = ", ".join(str(d) for d in self.target.dirs())
+        upload = []
+        if self.upload:
+            upload = [
+                "  into the bucket (each command uploads one stream; re-running one skips what is there):"
+            ]
+            upload += ["    " + shlex.join(cmd) for cmd in self.upload]
         bps = self.bytes / self.total_samples if self.total_samples else 0.0
         rate = self.samples / self.seconds if self.seconds else 0.0
         return "\n".join(
@@ -63,7 +74,8 @@ class Summary:
                 f"  quarter-hour history: {day(p.history_start)} -> {day(p.raw_start)}",
                 f"  samples: {self.samples:,} this run ({rate:,.0f}/s), {self.total_samples:,} in all",
                 f"  blocks: {self.blocks}, {self.bytes / 1e6:,.1f} MB on disk, {bps:.2f} bytes/sample",
-                f"  took {self.seconds:.1f} s; blocks in {self.tsdb}",
+                f"  took {self.seconds:.1f} s; blocks in {where}",
+                *upload,
             ]
         )
 
@@ -116,19 +128,23 @@ def _history_counters(
 def run(
     sensors: Sequence[Sensor],
     plan: Plan,
-    tsdb: Path,
+    target: Path | Target,
     work: Path,
     ledger: Ledger,
     raw_days: float,
     history_days: float,
     workers: int = 2,
     progress: bool = True,
+    labels: dict[str, dict[str, str]] | None = None,
 ) -> Summary:
+    """Write the plan's missing chunks into `target`; `labels` are each stream's
+    external labels, written into every block's meta.json for Thanos."""
     start_time = time.monotonic()
     sensors = tuple(sensors)
     journal = Journal.load(work / "state.json")
     _check_journal(journal, sensors, plan, raw_days, history_days)
-    ingester = Ingester(tsdb, work, journal)
+    target = target if isinstance(target, Target) else Target(target)
+    ingester = Ingester(target, work, journal, labels)
     recovered = ingester.recover()
     if recovered:
         log.info("finished moving %d chunk(s) an interrupted run had written", len(recovered))
@@ -151,10 +167,10 @@ def run(
     # Ingest jobs: one promtool at a time per worker; the semaphore bounds chunk files on disk.
     slots = threading.BoundedSemaphore(workers + 1)
 
-    def ingest(chunk: Chunk, text: bytes, n: int, block: int) -> None:
+    def ingest(chunk: Chunk, texts: dict[str, bytes], n: int, block: int) -> None:
         nonlocal written, samples
         try:
-            ingester.ingest(chunk, text, n, block)
+            ingester.ingest(chunk, texts, n, block)
         finally:
             slots.release()
         with lock:
@@ -185,12 +201,12 @@ def run(
                 continue
             if carry_at != chunk.start:
                 carry = counter(ledger, [chunk.start])[:, 0]
-            text, n, carry = generate.raw_chunk(
+            texts, n, carry = generate.raw_chunk(
                 sensors, chunk.start, chunk.end, carry, plan.raw_start + 60, plan.raw_start
             )
             carry_at = chunk.end
             slots.acquire()
-            jobs.append(pool.submit(ingest, chunk, text, n, RAW_BLOCK))
+            jobs.append(pool.submit(ingest, chunk, texts, n, RAW_BLOCK))
             _raise_failed(jobs)
         # 3. History: counters need every quarter's energy, then one file per block.
         if history_todo:
@@ -199,11 +215,11 @@ def run(
             for chunk in history_todo:
                 sel = (instants >= chunk.start) & (instants < chunk.end)
                 # energy[:, j] ends at instant first_q + 900 (j + 1) = instants[j]
-                text, n = generate.history_chunk(
+                texts, n = generate.history_chunk(
                     sensors, instants[sel], counters[:, sel], energy[:, :-1][:, sel]
                 )
                 slots.acquire()
-                jobs.append(pool.submit(ingest, chunk, text, n, HISTORY_BLOCK))
+                jobs.append(pool.submit(ingest, chunk, texts, n, HISTORY_BLOCK))
                 _raise_failed(jobs)
         for job in jobs:
             job.result()
@@ -219,7 +235,7 @@ def run(
         blocks=sum(len(d["blocks"]) for d in done),
         bytes=sum(d["bytes"] for d in done),
         seconds=time.monotonic() - start_time,
-        tsdb=tsdb,
+        target=target,
     )
 
 

@@ -59,12 +59,13 @@ def main() -> None:
         files: list[tuple[Path, int]] = []
         carry = counter(ledger, [plan.raw_start])[:, 0]
         for i, chunk in enumerate(plan.of("raw")):
-            text, n, carry = generate.raw_chunk(
+            texts, _, carry = generate.raw_chunk(
                 sensors, chunk.start, chunk.end, carry, plan.raw_start + 60, plan.raw_start
             )
-            path = root / f"chunk{i:03d}.om"
-            path.write_bytes(text)
-            files.append((path, n))
+            for stream, text in texts.items():
+                path = root / f"chunk{i:03d}-{stream}.om"
+                path.write_bytes(text)
+                files.append((path, text.count(b"\n") - text.count(b"#")))
         total = sum(n for _, n in files)
         print(
             f"data: {len(sensors)} sensors x {args.days:g} days at 1 s + 1m/15m = {total:,} samples "

@@ -1,0 +1,167 @@
+"""Backfill into a Thanos bucket directory: two labelled block streams, each complete on its own.
+
+No Thanos binary exists here, so each stream's directory is opened by a real
+Prometheus as its TSDB: what it serves is what a store gateway serves from
+that stream.  The quarter stream alone must answer three years of exact
+quarter-hours and day totals (raw data expires from the bucket); the raw stream
+must hold the per-second and 1m data and nothing that would double the
+quarter stream's series.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+import yaml
+
+from backfill.__main__ import backfill as run_backfill
+from backfill.__main__ import parser
+from backfill.ingest import THANOS_SOURCE
+from backfill.plan import QUARTER, make_plan
+from backfill.run import BackfillError
+from homewatt import loadmodel, promapi, streams
+from homewatt.config import REPO, Settings
+from homewatt.fleet import load_fleet
+from homewatt.meter import Ledger, counter
+from homewatt.stack import Stack
+from homewatt.supervisor import Supervisor
+
+from .conftest import stack_env, write_fleet
+from .test_backfill import END_TS, args_for
+
+pytestmark = pytest.mark.integration
+
+RAW_DAYS, HISTORY_DAYS = 1.0, 20.0
+
+
+@pytest.fixture(scope="module")
+def bucket(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("bucket")
+    fleet_file = write_fleet(root / "fleet.yaml", ids=["s-001", "s-006"], index_date=dt.date(2026, 5, 29))
+    out = root / "outbox"
+    argv = args_for(root / "data", fleet_file, raw_days=RAW_DAYS, history_days=HISTORY_DAYS)
+    summary = run_backfill(parser().parse_args([*argv, "--bucket-dir", str(out)]))
+    return {"root": root, "out": out, "fleet_file": fleet_file, "summary": summary, "argv": argv}
+
+
+def serve(root: Path, stream_dir: Path, fleet_file: Path, name: str):
+    """A Prometheus whose TSDB is a copy of one stream's directory."""
+    data = root / f"serve-{name}"
+    shutil.copytree(stream_dir, data / "prometheus", ignore=shutil.ignore_patterns("thanos.shipper.json"))
+    settings = Settings.from_env({**os.environ, **stack_env(data, fleet_file)})
+    return settings, Stack(settings).prometheus(), data
+
+
+def metas(d: Path) -> list[dict]:
+    return [json.loads((b / "meta.json").read_text()) for b in sorted(d.iterdir()) if b.is_dir()]
+
+
+def test_blocks_carry_their_stream_labels_taken_from_the_prometheus_config(bucket):
+    out = bucket["out"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["quarter", "raw"]
+    expected = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())["global"]["external_labels"]
+    for stream in streams.STREAMS:
+        blocks = metas(out / stream)
+        assert blocks, stream
+        for meta in blocks:
+            thanos = meta["thanos"]
+            assert thanos["labels"] == {**expected, "homewatt_stream": stream}
+            assert thanos["downsample"] == {"resolution": 0} and thanos["source"] == THANOS_SOURCE
+            assert thanos["segment_files"] and meta["compaction"]["level"] == 1  # upload-blocks takes level 1
+    # No two blocks of a stream overlap: the compactor would halt on that.
+    for stream in streams.STREAMS:
+        spans = sorted((m["minTime"], m["maxTime"]) for m in metas(out / stream))
+        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False)), stream
+
+
+def test_summary_prints_one_upload_command_per_stream(bucket):
+    text = bucket["summary"].text()
+    out = bucket["out"]
+    config = REPO / "thanos" / "objstore.filesystem.yml"
+    for stream in streams.STREAMS:
+        assert (
+            f"thanos tools bucket upload-blocks --objstore.config-file={config} --path={out / stream} "
+            f"'--label=homewatt_stream=\"{stream}\"'"
+        ) in text
+
+
+def test_upload_without_thanos_says_so_and_keeps_the_blocks(bucket, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    argv = [*bucket["argv"], "--bucket-dir", str(bucket["out"]), "--upload"]
+    with pytest.raises(BackfillError, match="needs the thanos binary"):
+        run_backfill(parser().parse_args(argv))
+    assert metas(bucket["out"] / "raw")  # nothing lost
+
+
+def test_quarter_stream_alone_holds_exact_quarters_and_day_totals(bucket):
+    fleet = load_fleet(bucket["fleet_file"])
+    settings, prometheus, _ = serve(bucket["root"], bucket["out"] / "quarter", bucket["fleet_file"], "quarter")
+    prom = settings.prometheus_url
+    plan = make_plan(END_TS, RAW_DAYS, HISTORY_DAYS)
+    ledger = Ledger(fleet.sensors)
+    with Supervisor(bucket["root"] / "logs-quarter") as sup:
+        sup.run(prometheus)
+        # Nothing per-second, no 1m series: those are the raw stream's.
+        for name in ("elec_power_watts", "sensor:elec_power_watts:avg1m", "sensor:elec_energy_joules:increase1m"):
+            assert promapi.query(prom, f"count_over_time({name}[30d])", at=END_TS) == [], name
+        # The counter every quarter-hour and the 15m series, on the calendar, across the raw start.
+        got = promapi.query(prom, "elec_energy_joules_total[2d]", at=END_TS)
+        for r in got:
+            ts = [int(float(t)) for t, _ in r["values"]]
+            assert all(t % QUARTER == 0 for t in ts) and np.all(np.diff(ts) == QUARTER)
+        # 31 May straddles the raw start (00:07:13): its first minutes come from the history.
+        may31 = int(dt.datetime(2026, 5, 31, tzinfo=dt.UTC).timestamp())
+        assert may31 < plan.raw_start < may31 + 86400
+        for day in (dt.date(2026, 5, 31), dt.date(2026, 5, 20)):
+            d0 = int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp())
+            d1 = d0 + 86400
+            increase = promapi.by_label(
+                promapi.query(prom, f"elec_energy_joules_total @ {d1} - elec_energy_joules_total @ {d0}")
+            )
+            quarters = promapi.by_label(
+                promapi.query(prom, f"sum_over_time(sensor:elec_energy_joules:increase15m[86399s] @ {d1})")
+            )
+            for s in fleet.sensors:
+                exact = int(loadmodel.power(s, np.arange(d0, d1)).sum())
+                assert increase[s.id] == exact == quarters[s.id], (day, s.id)
+        # The counter at the raw start's quarter, read from this stream only, is the meter's.
+        q = -(-plan.raw_start // QUARTER) * QUARTER
+        got = promapi.by_label(promapi.query(prom, "elec_energy_joules_total", at=q))
+        assert [got[s.id] for s in fleet.sensors] == list(counter(ledger, [q])[:, 0])
+
+
+def test_raw_stream_alone_holds_the_seconds_and_minutes(bucket):
+    fleet = load_fleet(bucket["fleet_file"])
+    settings, prometheus, _ = serve(bucket["root"], bucket["out"] / "raw", bucket["fleet_file"], "raw")
+    prom = settings.prometheus_url
+    with Supervisor(bucket["root"] / "logs-raw") as sup:
+        sup.run(prometheus)
+        for name in ("sensor:elec_power_watts:avg15m", "sensor:elec_energy_joules:increase15m"):
+            assert promapi.query(prom, f"count_over_time({name}[30d])", at=END_TS) == [], name
+        n = promapi.by_label(promapi.query(prom, "count_over_time(elec_power_watts[1d])", at=END_TS - 1))
+        assert set(n.values()) == {86400.0}
+        T = END_TS // 60 * 60 - 600
+        minute = promapi.by_label(promapi.query(prom, "sensor:elec_energy_joules:increase1m", at=T))
+        for s in fleet.sensors:
+            assert minute[s.id] == int(loadmodel.power(s, np.arange(T - 60, T)).sum())
+
+
+def test_rerun_into_the_bucket_adds_nothing(bucket):
+    before = {s: sorted(p.name for p in (bucket["out"] / s).iterdir()) for s in streams.STREAMS}
+    again = run_backfill(parser().parse_args([*bucket["argv"], "--bucket-dir", str(bucket["out"])]))
+    assert again.written == 0 and again.skipped == len(make_plan(END_TS, RAW_DAYS, HISTORY_DAYS).chunks)
+    assert {s: sorted(p.name for p in (bucket["out"] / s).iterdir()) for s in streams.STREAMS} == before
+
+
+def test_prometheus_reports_the_labels_the_backfill_writes(live_stack):
+    """The running Prometheus's external labels are what the blocks say (same file, same labels)."""
+    cfg = requests.get(f"{live_stack.prom}/api/v1/status/config", timeout=10).json()["data"]["yaml"]
+    running = yaml.safe_load(cfg)["global"]["external_labels"]
+    assert running == streams.stream_labels(streams.RAW)
