@@ -20,7 +20,9 @@ test: system-deps venv lint rules-test
 lint: venv
 	$(PY) -m ruff check .
 	promtool check config prometheus/prometheus.yml
+	promtool check config prometheus/prometheus.compose.yml
 	promtool check rules rules/*.rules.yml
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 
 rules-test: system-deps
 	promtool test rules rules/tests/*.test.yml

@@ -4,6 +4,12 @@ The committed file is the native default.  `make up` with other ports and the
 integration tests (free ports, temporary dirs) need the same configuration with
 other targets; rewriting it here, instead of keeping edited copies, means every
 run executes the scrape jobs and rules that the repository holds.
+
+The Docker stack's config, prometheus/prometheus.compose.yml, is generated from
+the same file (`python -m homewatt.promconfig`; a test checks it is current):
+container hostnames as targets, and only the rule files Prometheus evaluates
+there.  The 15m group runs in the Thanos Ruler instead (RULER_RULES), so its
+series land in the quarter block stream (homewatt/streams.py).
 """
 
 from __future__ import annotations
@@ -16,16 +22,27 @@ import yaml
 from homewatt.config import REPO
 
 SOURCE = REPO / "prometheus" / "prometheus.yml"
+COMPOSE = REPO / "prometheus" / "prometheus.compose.yml"
 TARGET_JOBS = {"homewatt-exporter": "exporter", "pushgateway": "pushgateway", "prometheus": "prometheus"}
+# docker-compose.yml's service names and ports.
+COMPOSE_ADDRESSES = {
+    "exporter": "exporter:9105",
+    "pushgateway": "pushgateway:9091",
+    "prometheus": "localhost:9090",
+}
+# Which rule files run where in the Docker stack (paths relative to prometheus/).
+COMPOSE_PROMETHEUS_RULES = ["../rules/homewatt-1m.rules.yml"]
+RULER_RULES = ["../rules/homewatt-15m.rules.yml"]
 
 
-def render(addresses: dict[str, str], source: Path = SOURCE) -> dict[str, Any]:
+def render(addresses: dict[str, str], source: Path = SOURCE, absolute_rules: bool = True) -> dict[str, Any]:
     """The config with each job's target replaced by `addresses[role]` (host:port).
 
     Rule-file globs become absolute, so the result can be written anywhere.
     """
     doc = yaml.safe_load(source.read_text())
-    doc["rule_files"] = [str((source.parent / p).resolve()) for p in doc.get("rule_files", [])]
+    if absolute_rules:
+        doc["rule_files"] = [str((source.parent / p).resolve()) for p in doc.get("rule_files", [])]
     for job in doc["scrape_configs"]:
         role = TARGET_JOBS.get(job["job_name"])
         if role is None or role not in addresses:
@@ -39,3 +56,20 @@ def write(path: Path, addresses: dict[str, str], source: Path = SOURCE) -> Path:
     header = f"# Generated from {source} by homewatt.promconfig: edit that file, not this one.\n"
     path.write_text(header + yaml.safe_dump(render(addresses, source), sort_keys=False))
     return path
+
+
+def compose_config() -> str:
+    """prometheus/prometheus.compose.yml's text.  Compose mounts prometheus/ and rules/
+    side by side, so the relative rule paths hold in the container and here alike."""
+    doc = render(COMPOSE_ADDRESSES, absolute_rules=False)
+    doc["rule_files"] = list(COMPOSE_PROMETHEUS_RULES)
+    header = (
+        "# Generated from prometheus.yml by `python -m homewatt.promconfig`: edit that file, not this one.\n"
+        "# The Docker stack's Prometheus: container targets; the 15m rules run in the Thanos Ruler.\n"
+    )
+    return header + yaml.safe_dump(doc, sort_keys=False)
+
+
+if __name__ == "__main__":
+    COMPOSE.write_text(compose_config())
+    print(f"wrote {COMPOSE}")

@@ -66,7 +66,9 @@ def metas(d: Path) -> list[dict]:
 def test_blocks_carry_their_stream_labels_taken_from_the_prometheus_config(bucket):
     out = bucket["out"]
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["quarter", "raw"]
-    expected = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())["global"]["external_labels"]
+    expected = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())["global"][
+        "external_labels"
+    ]
     for stream in streams.STREAMS:
         blocks = metas(out / stream)
         assert blocks, stream
@@ -102,14 +104,20 @@ def test_upload_without_thanos_says_so_and_keeps_the_blocks(bucket, monkeypatch)
 
 def test_quarter_stream_alone_holds_exact_quarters_and_day_totals(bucket):
     fleet = load_fleet(bucket["fleet_file"])
-    settings, prometheus, _ = serve(bucket["root"], bucket["out"] / "quarter", bucket["fleet_file"], "quarter")
+    settings, prometheus, _ = serve(
+        bucket["root"], bucket["out"] / "quarter", bucket["fleet_file"], "quarter"
+    )
     prom = settings.prometheus_url
     plan = make_plan(END_TS, RAW_DAYS, HISTORY_DAYS)
     ledger = Ledger(fleet.sensors)
     with Supervisor(bucket["root"] / "logs-quarter") as sup:
         sup.run(prometheus)
         # Nothing per-second, no 1m series: those are the raw stream's.
-        for name in ("elec_power_watts", "sensor:elec_power_watts:avg1m", "sensor:elec_energy_joules:increase1m"):
+        for name in (
+            "elec_power_watts",
+            "sensor:elec_power_watts:avg1m",
+            "sensor:elec_energy_joules:increase1m",
+        ):
             assert promapi.query(prom, f"count_over_time({name}[30d])", at=END_TS) == [], name
         # The counter every quarter-hour and the 15m series, on the calendar, across the raw start.
         got = promapi.query(prom, "elec_energy_joules_total[2d]", at=END_TS)
