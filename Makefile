@@ -21,7 +21,7 @@ lint: venv
 	$(PY) -m ruff check .
 	promtool check config prometheus/prometheus.yml
 	promtool check config prometheus/prometheus.compose.yml
-	promtool check rules rules/*.rules.yml
+	promtool check rules rules/*.rules.yml rules/ruler/*.rules.yml
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 
 rules-test: system-deps

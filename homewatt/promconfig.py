@@ -32,7 +32,8 @@ COMPOSE_ADDRESSES = {
 }
 # Which rule files run where in the Docker stack (paths relative to prometheus/).
 COMPOSE_PROMETHEUS_RULES = ["../rules/homewatt-1m.rules.yml"]
-RULER_RULES = ["../rules/homewatt-15m.rules.yml"]
+# The Ruler also copies the counter into the quarter stream (a rule Prometheus must not run).
+RULER_RULES = ["../rules/homewatt-15m.rules.yml", "../rules/ruler/homewatt-counter15m.rules.yml"]
 
 
 def render(addresses: dict[str, str], source: Path = SOURCE, absolute_rules: bool = True) -> dict[str, Any]:

@@ -180,12 +180,22 @@ def test_prometheus_runs_the_generated_compose_config(services):
 
 
 def test_each_rule_file_runs_once_in_the_stack(services):
-    native = sorted(p.name for p in (REPO / "rules").glob("*.rules.yml"))
-    prom_rules = yaml.safe_load(promconfig.COMPOSE.read_text())["rule_files"]
-    ruler = flags(command(services["thanos-ruler"]))["rule-file"]
-    in_stack = [Path(p).name for p in prom_rules] + [Path(p).name for p in ruler]
-    assert sorted(in_stack) == native  # none lost, none evaluated twice
-    assert [Path(p).name for p in ruler] == [Path(p).name for p in promconfig.RULER_RULES]
+    rules = REPO / "rules"
+    native = sorted(rules.glob("*.rules.yml"))
+    ruler_only = sorted((rules / "ruler").glob("*.rules.yml"))
+    prom_rules = [
+        (promconfig.COMPOSE.parent / p).resolve()
+        for p in yaml.safe_load(promconfig.COMPOSE.read_text())["rule_files"]
+    ]
+    ruler = [
+        repo_path(p, services["thanos-ruler"]) for p in flags(command(services["thanos-ruler"]))["rule-file"]
+    ]
+    assert sorted(prom_rules + ruler) == sorted(native + ruler_only)  # none lost, none evaluated twice
+    assert ruler == [(promconfig.COMPOSE.parent / p).resolve() for p in promconfig.RULER_RULES]
+    # Prometheus (native or Docker) never loads the Ruler-only rules.
+    assert not set(ruler_only) & set(prom_rules)
+    native_glob = yaml.safe_load(promconfig.SOURCE.read_text())["rule_files"]
+    assert native_glob == ["../rules/*.rules.yml"]
 
 
 def test_stream_labels_selectors_and_retention_fit_together(services):
