@@ -29,7 +29,7 @@ from pathlib import Path
 
 from backfill.ingest import Target
 from backfill.plan import Plan, make_plan
-from backfill.run import BackfillError, Summary, run
+from backfill.run import BackfillError, Summary, run, wait_for_history
 from homewatt import promapi, streams
 from homewatt.config import REPO
 from homewatt.fleet import FleetError, load_fleet
@@ -119,6 +119,12 @@ def parser() -> argparse.ArgumentParser:
         help="with --bucket-dir: also run the upload commands (needs thanos, as in the Docker image)",
     )
     p.add_argument(
+        "--wait-url",
+        help="when done, wait until this Prometheus or Thanos Query answers for the backfilled history "
+        "(up to --wait-timeout seconds), so jobs started after the backfill find it",
+    )
+    p.add_argument("--wait-timeout", type=float, default=600.0, help="seconds (default 600)")
+    p.add_argument(
         "--prometheus-config",
         default=env.get("HOMEWATT_PROMETHEUS_CONFIG", str(streams.DEFAULT_CONFIG)),
         help="the live Prometheus's config: its external labels go into every block's meta.json "
@@ -194,6 +200,8 @@ def backfill(args: argparse.Namespace) -> Summary:
         summary.upload = upload_commands(target, args.objstore_config, labels)
         if args.upload:
             upload(summary.upload)
+    if args.wait_url:
+        wait_for_history(args.wait_url, plan, len(fleet), args.wait_timeout)
     return summary
 
 

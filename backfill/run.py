@@ -24,7 +24,7 @@ from tqdm import tqdm
 from backfill import generate
 from backfill.ingest import Ingester, Journal, Target
 from backfill.plan import HISTORY_BLOCK, QUARTER, RAW_BLOCK, Chunk, Plan
-from homewatt import loadmodel
+from homewatt import loadmodel, promapi
 from homewatt.fleet import Sensor
 from homewatt.meter import Ledger, counter, fingerprint
 from homewatt.supervisor import die_with_parent
@@ -243,3 +243,28 @@ def _raise_failed(jobs: list[cf.Future[None]]) -> None:
     for job in jobs:
         if job.done() and job.exception() is not None:
             raise job.exception()  # type: ignore[misc]
+
+
+def wait_for_history(url: str, plan: Plan, sensors: int, timeout: float = 150.0) -> None:
+    """Wait until the backfilled history answers queries at `url`.
+
+    Prometheus loads new blocks on its own once a minute; Thanos Query sees
+    uploaded blocks once the store gateway has synced the bucket.  Both the raw
+    window's start and the history's are read back for every sensor.
+    """
+    checks = [plan.raw_start + 30] if plan.of("raw") else []
+    checks += [plan.history_start + 1800] if plan.of("history") else []
+    start = time.monotonic()
+    logged = False
+    while time.monotonic() - start < timeout:
+        try:
+            loaded = all(len(promapi.query(url, "elec_energy_joules_total", at=t)) >= sensors for t in checks)
+        except promapi.PromError:
+            loaded = False
+        if loaded:
+            return
+        if not logged:
+            log.info("waiting until %s answers for the backfilled history ...", url)
+            logged = True
+        time.sleep(2)
+    raise BackfillError(f"{url} did not show the backfilled history within {timeout:.0f} s")

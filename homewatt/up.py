@@ -18,8 +18,7 @@ import time
 import urllib.parse
 
 from backfill.__main__ import backfill, parser
-from backfill.plan import Plan
-from backfill.run import BackfillError, Summary
+from backfill.run import BackfillError, Summary, wait_for_history
 from homewatt import promapi
 from homewatt.config import Settings
 from homewatt.fleet import FleetError, load_fleet
@@ -61,29 +60,6 @@ def backfill_history(settings: Settings) -> Summary:
         argv += ["--fleet", settings.fleet]
     log.info("backfilling history (first start only; later starts skip it) ...")
     return backfill(parser().parse_args(argv))
-
-
-def wait_for_history(prometheus_url: str, plan: Plan, sensors: int, timeout: float = 150.0) -> None:
-    """Prometheus loads new blocks on its own once a minute: wait until it has."""
-    checks = [plan.raw_start + 30] if plan.of("raw") else []
-    checks += [plan.history_start + 1800] if plan.of("history") else []
-    start = time.monotonic()
-    logged = False
-    while time.monotonic() - start < timeout:
-        try:
-            loaded = all(
-                len(promapi.query(prometheus_url, "elec_energy_joules_total", at=t)) >= sensors
-                for t in checks
-            )
-        except promapi.PromError:
-            loaded = False
-        if loaded:
-            return
-        if not logged:
-            log.info("waiting for Prometheus to load the history blocks (it looks once a minute) ...")
-            logged = True
-        time.sleep(2)
-    raise StartError(f"Prometheus did not load the backfilled blocks within {timeout:.0f} s")
 
 
 def graph_link(prometheus_url: str, expr: str, range_input: str = "15m") -> str:

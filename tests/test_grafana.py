@@ -17,13 +17,14 @@ import yaml
 
 from backfill.__main__ import backfill as run_backfill
 from backfill.__main__ import parser as backfill_parser
+from backfill.run import wait_for_history
 from homewatt import loadmodel, promapi
 from homewatt.config import REPO, Settings
 from homewatt.fleet import load_fleet
 from homewatt.meter import Ledger, counter
 from homewatt.stack import Stack
 from homewatt.supervisor import Supervisor
-from homewatt.up import wait_for_history, wait_for_live_data
+from homewatt.up import wait_for_live_data
 from partner_job.push import push_breakdown
 
 from . import grafana_emulation as ge
