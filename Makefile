@@ -32,6 +32,7 @@ bench: system-deps venv
 	$(PY) benchmarks/exporter_render.py
 	$(PY) benchmarks/backfill_rate.py
 	$(PY) benchmarks/partner_job_rate.py
+	$(PY) benchmarks/tier_sizes.py
 	$(PY) -m partner_job.score
 
 system-deps:

@@ -164,25 +164,28 @@ def test_quarter_series_is_continuous_across_the_raw_start(backfilled):
         assert np.all(np.diff(ts) == QUARTER), "one sample per quarter-hour, none missing or doubled"
 
 
+def day_totals(prom: str, day: dt.date) -> tuple[int, int, dict[str, dict[str, float]]]:
+    """A UTC day's bounds, the counter's increase over it and the sum and count of its quarter-hours."""
+    d0 = int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp())
+    d1 = d0 + 86400
+    quarters = f"sensor:elec_energy_joules:increase15m[86399s] @ {d1}"
+    totals = {
+        "increase": f"elec_energy_joules_total @ {d1} - elec_energy_joules_total @ {d0}",
+        "quarters": f"sum_over_time({quarters})",
+        "count": f"count_over_time({quarters})",
+    }
+    return d0, d1, {k: promapi.by_label(promapi.query(prom, q)) for k, q in totals.items()}
+
+
 @pytest.mark.parametrize("day", [dt.date(2026, 5, 31), dt.date(2026, 5, 10)])  # raw, history
 def test_a_day_adds_up(backfilled, day):
     prom, fleet = backfilled["prom"], backfilled["fleet"]
-    d0 = int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp())
-    d1 = d0 + 86400
-    increase = promapi.by_label(
-        promapi.query(prom, f"elec_energy_joules_total @ {d1} - elec_energy_joules_total @ {d0}")
-    )
-    quarters = promapi.by_label(
-        promapi.query(prom, f"sum_over_time(sensor:elec_energy_joules:increase15m[86399s] @ {d1})")
-    )
-    count = promapi.by_label(
-        promapi.query(prom, f"count_over_time(sensor:elec_energy_joules:increase15m[86399s] @ {d1})")
-    )
+    d0, d1, got = day_totals(prom, day)
     for s in fleet.sensors:
         exact = int(loadmodel.power(s, np.arange(d0, d1)).sum())
-        assert increase[s.id] == exact  # the counter's increase is the day's per-second power
-        assert count[s.id] == 96
-        assert abs(quarters[s.id] - increase[s.id]) <= 0.005 * increase[s.id]
+        assert got["increase"][s.id] == exact  # the counter's increase is the day's per-second power
+        assert got["count"][s.id] == 96
+        assert abs(got["quarters"][s.id] - got["increase"][s.id]) <= 0.005 * got["increase"][s.id]
 
 
 def test_real_household_reads_back_the_csv_minute_means(backfilled):

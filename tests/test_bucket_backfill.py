@@ -34,7 +34,7 @@ from homewatt.stack import Stack
 from homewatt.supervisor import Supervisor
 
 from .conftest import stack_env, write_fleet
-from .test_backfill import END_TS, args_for
+from .test_backfill import END_TS, args_for, day_totals
 
 pytestmark = pytest.mark.integration
 
@@ -128,17 +128,11 @@ def test_quarter_stream_alone_holds_exact_quarters_and_day_totals(bucket):
         may31 = int(dt.datetime(2026, 5, 31, tzinfo=dt.UTC).timestamp())
         assert may31 < plan.raw_start < may31 + 86400
         for day in (dt.date(2026, 5, 31), dt.date(2026, 5, 20)):
-            d0 = int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp())
-            d1 = d0 + 86400
-            increase = promapi.by_label(
-                promapi.query(prom, f"elec_energy_joules_total @ {d1} - elec_energy_joules_total @ {d0}")
-            )
-            quarters = promapi.by_label(
-                promapi.query(prom, f"sum_over_time(sensor:elec_energy_joules:increase15m[86399s] @ {d1})")
-            )
+            d0, d1, got = day_totals(prom, day)
             for s in fleet.sensors:
                 exact = int(loadmodel.power(s, np.arange(d0, d1)).sum())
-                assert increase[s.id] == exact == quarters[s.id], (day, s.id)
+                assert got["increase"][s.id] == exact == got["quarters"][s.id], (day, s.id)
+                assert got["count"][s.id] == 96
         # The counter at the raw start's quarter, read from this stream only, is the meter's.
         q = -(-plan.raw_start // QUARTER) * QUARTER
         got = promapi.by_label(promapi.query(prom, "elec_energy_joules_total", at=q))
