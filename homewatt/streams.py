@@ -24,13 +24,13 @@ from pathlib import Path
 
 import yaml
 
-from homewatt.config import REPO
+from homewatt import promconfig
 
 STREAM_LABEL = "homewatt_stream"
 RAW = "raw"
 QUARTER = "quarter"
 STREAMS = (RAW, QUARTER)
-DEFAULT_CONFIG = REPO / "prometheus" / "prometheus.yml"
+DEFAULT_CONFIG = promconfig.SOURCE
 
 
 class StreamError(ValueError):

@@ -348,3 +348,17 @@ def test_the_compose_prometheus_config_runs_in_a_real_prometheus(tmp_path):
             "pushgateway": "pushgateway:9091",
             "prometheus": "localhost:9090",
         }
+
+
+def test_dockerfile_copies_what_exists_and_runs_unprivileged():
+    text = (REPO / "Dockerfile").read_text()
+    froms = re.findall(r"^FROM (\S+)", text, re.M)
+    assert froms[-1].startswith("python:3.11.") and re.search(r":\d+\.\d+\.\d+-", froms[-1])
+    for src in re.findall(r"^COPY (?!--from)(\S+)", text, re.M):
+        assert (REPO / src).exists(), src
+    copied = set(re.findall(r"^COPY (?!--from)(\S+?)/? ", text, re.M))
+    # Every Python package the compose services run, and the configs the code reads from the repository.
+    assert {"homewatt", "exporter", "backfill", "partner_job", "prometheus", "rules", "thanos"} <= copied
+    assert re.search(r"^USER homewatt$", text, re.M)
+    ignored = (REPO / ".dockerignore").read_text().split()
+    assert {".env", "data", ".venv", ".git"} <= set(ignored)  # no secret or local data in the image
