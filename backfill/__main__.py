@@ -197,6 +197,8 @@ def backfill(args: argparse.Namespace) -> Summary:
         labels=labels,
     )
     if target.per_stream:
+        for d in target.dirs():  # upload-blocks wants them, even emptied by hand after an upload
+            d.mkdir(parents=True, exist_ok=True)
         summary.upload = upload_commands(target, args.objstore_config, labels)
         if args.upload:
             upload(summary.upload)
