@@ -6,6 +6,7 @@ import configparser
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -113,7 +114,14 @@ def data(tmp_path_factory):
             settings.prometheus_url, "elec_usage_share_ratio"
         ):
             time.sleep(1)
-        yield {"prom": settings.prometheus_url, "sensor": fleet.sensors[0], "ledger": Ledger(fleet.sensors)}
+        yield {
+            "prom": settings.prometheus_url,
+            "sensor": fleet.sensors[0],
+            "ledger": Ledger(fleet.sensors),
+            "plan": summary.plan,
+            "fleet_file": fleet_file,
+            "root": root,
+        }
 
 
 def run(prom: str, q: ge.Query) -> list[dict]:
@@ -234,3 +242,58 @@ def test_week_and_month_bars_are_the_counters_increase(data, title, key, start, 
         counter(ledger, [int(end.timestamp())])[0, 0] - counter(ledger, [int(start.timestamp())])[0, 0]
     ) / 3.6e6
     assert bars[key] == pytest.approx(exact, rel=1e-9)
+
+
+def test_history_before_the_raw_window_reads_the_same_from_the_quarter_stream_alone(data):
+    """Three years on, the bucket's raw tier has expired: the History dashboard then
+    reads the quarter stream only.  Served alone by a real Prometheus, it answers
+    every History panel whose range lies before the raw window with the same
+    numbers as the full TSDB."""
+    plan, root = data["plan"], data["root"]
+    bucket = root / "bucket"
+    end = dt.datetime.fromtimestamp(plan.live_start, dt.UTC).isoformat()
+    run_backfill(
+        backfill_parser().parse_args(
+            [
+                "--data",
+                str(root / "bucket-data"),
+                "--fleet",
+                str(data["fleet_file"]),
+                "--end",
+                end,
+                "--raw-days",
+                "40",
+                "--history-days",
+                "720",
+                "--bucket-dir",
+                str(bucket),
+                "--no-progress",
+            ]
+        )
+    )
+    quarter_data = root / "quarter-only"
+    shutil.copytree(bucket / "quarter", quarter_data / "prometheus")
+    settings = Settings.from_env({**os.environ, **stack_env(quarter_data, data["fleet_file"])})
+    now = dt.datetime.now(dt.UTC)
+    compared = []
+    with Supervisor(quarter_data / "logs") as sup:
+        sup.run(Stack(settings).prometheus())
+        for span in [("now-1y/M", "now-1y/M"), ("now-1y/w", "now-1y/w"), ("now-400d/d", "now-400d/d")]:
+            for q in ge.queries(dashboards()["history"], now, "s-002", span):
+                if q.end >= plan.raw_start:
+                    continue  # reads the raw window or now: not the three-year tier's job
+                full, alone = run(data["prom"], q), run(settings.prometheus_url, q)
+                assert full, f"{q.panel}: no data for {q.expr}"
+                if q.instant:
+                    assert float(alone[0]["value"][1]) == pytest.approx(float(full[0]["value"][1]), rel=1e-12)
+                else:
+                    assert alone[0]["values"] == full[0]["values"], q.panel
+                compared.append(q.panel)
+    assert {
+        "Mean power (kW)",
+        "Energy per day (kWh), each bar on its local day",
+        "Energy per week (kWh)",
+        "Energy per month (kWh)",
+        "Same month last year",
+        "Last year, whole",
+    } <= set(compared)
