@@ -32,7 +32,11 @@ def read_token(env: dict[str, str] | None = None) -> str:
     if env.get("PARTNER_TOKEN"):
         return env["PARTNER_TOKEN"]
     if env.get("PARTNER_TOKEN_FILE"):
-        return Path(env["PARTNER_TOKEN_FILE"]).read_text().strip()
+        path = Path(env["PARTNER_TOKEN_FILE"])
+        token = path.read_text().strip()
+        if not token:  # e.g. a compose secret made from an unset variable
+            raise RuntimeError(f"{path} is empty: no partner token (set PARTNER_TOKEN in .env)")
+        return token
     raise RuntimeError("no partner token: set PARTNER_TOKEN or PARTNER_TOKEN_FILE")
 
 

@@ -78,6 +78,28 @@ class Clock:
         return self.t
 
 
+def test_the_token_comes_from_the_environment_or_a_file_never_empty(tmp_path):
+    secret = tmp_path / "partner_token"
+    secret.write_text("s3cret\n")
+    assert job.read_token({"PARTNER_TOKEN_FILE": str(secret)}) == "s3cret"
+    assert job.read_token({"PARTNER_TOKEN": "direct", "PARTNER_TOKEN_FILE": str(secret)}) == "direct"
+    secret.write_text("")  # a compose secret made from an unset PARTNER_TOKEN
+    with pytest.raises(RuntimeError, match="is empty: no partner token"):
+        job.read_token({"PARTNER_TOKEN_FILE": str(secret)})
+    with pytest.raises(RuntimeError, match="no partner token"):
+        job.read_token({})
+    # The reference partner refuses to start on it, so compose's healthcheck keeps the scheduler from starting.
+    proc = subprocess.run(
+        [sys.executable, "-m", "partner_job.reference_partner", "--listen", "127.0.0.1:1"],
+        env={**os.environ, "PARTNER_TOKEN": "", "PARTNER_TOKEN_FILE": str(secret)},
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "is empty: no partner token" in proc.stderr
+
+
 def test_scheduler_runs_each_midnight_once_and_catches_up_once(tmp_path):
     ran: list[str] = []
     clock = Clock(dt.datetime(2027, 3, 27, 15, 0, tzinfo=dt.UTC))
