@@ -84,7 +84,7 @@ def expected_samples(n_sensors: int, chunk: Chunk, plan: Plan) -> int:
     """Sample count of a chunk, for the progress bar (exact for raw, close for history)."""
     if chunk.kind == "raw":
         n = chunk.end - chunk.start
-        return n_sensors * (2 * n + 2 * (n // 60) + 2 * (n // 900))
+        return n_sensors * (2 * n + 2 * (n // 60) + 3 * (n // 900))  # + the quarter-hour counter
     return n_sensors * 3 * ((chunk.end - chunk.start) // QUARTER)
 
 
