@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from homewatt import promapi
 from homewatt.config import Settings
 from homewatt.fleet import DEFAULT_FLEET, Fleet, load_fleet
 from homewatt.stack import Stack
-from homewatt.supervisor import Supervisor, free_port
+from homewatt.supervisor import Service, Supervisor, free_port
 
 
 def today_utc() -> dt.date:
@@ -51,6 +52,14 @@ def stack_env(data: Path, fleet_file: Path | None) -> dict[str, str]:
     if fleet_file:
         env["HOMEWATT_FLEET"] = str(fleet_file)
     return env
+
+
+def serve_blocks(blocks: Path, data: Path, fleet_file: Path) -> tuple[Settings, Service]:
+    """A Prometheus on free ports whose TSDB is a copy of a directory of blocks (e.g. one
+    Thanos block stream): what it answers is what those blocks hold."""
+    shutil.copytree(blocks, data / "prometheus", ignore=shutil.ignore_patterns("thanos.shipper.json"))
+    settings = Settings.from_env({**os.environ, **stack_env(data, fleet_file)})
+    return settings, Stack(settings).prometheus()
 
 
 class RunningStack:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +25,12 @@ from backfill.ingest import THANOS_SOURCE
 from backfill.plan import QUARTER, make_plan
 from backfill.run import BackfillError
 from homewatt import loadmodel, promapi, streams
-from homewatt.config import REPO, Settings
+from homewatt.config import REPO
 from homewatt.fleet import load_fleet
 from homewatt.meter import Ledger, counter
-from homewatt.stack import Stack
 from homewatt.supervisor import Supervisor
 
-from .conftest import stack_env, write_fleet
+from .conftest import serve_blocks, write_fleet
 from .test_backfill import END_TS, args_for, day_totals
 
 pytestmark = pytest.mark.integration
@@ -49,14 +46,6 @@ def bucket(tmp_path_factory: pytest.TempPathFactory):
     argv = args_for(root / "data", fleet_file, raw_days=RAW_DAYS, history_days=HISTORY_DAYS)
     summary = run_backfill(parser().parse_args([*argv, "--bucket-dir", str(out)]))
     return {"root": root, "out": out, "fleet_file": fleet_file, "summary": summary, "argv": argv}
-
-
-def serve(root: Path, stream_dir: Path, fleet_file: Path, name: str):
-    """A Prometheus whose TSDB is a copy of one stream's directory."""
-    data = root / f"serve-{name}"
-    shutil.copytree(stream_dir, data / "prometheus", ignore=shutil.ignore_patterns("thanos.shipper.json"))
-    settings = Settings.from_env({**os.environ, **stack_env(data, fleet_file)})
-    return settings, Stack(settings).prometheus(), data
 
 
 def metas(d: Path) -> list[dict]:
@@ -104,8 +93,8 @@ def test_upload_without_thanos_says_so_and_keeps_the_blocks(bucket, monkeypatch)
 
 def test_quarter_stream_alone_holds_exact_quarters_and_day_totals(bucket):
     fleet = load_fleet(bucket["fleet_file"])
-    settings, prometheus, _ = serve(
-        bucket["root"], bucket["out"] / "quarter", bucket["fleet_file"], "quarter"
+    settings, prometheus = serve_blocks(
+        bucket["out"] / "quarter", bucket["root"] / "serve-quarter", bucket["fleet_file"]
     )
     prom = settings.prometheus_url
     plan = make_plan(END_TS, RAW_DAYS, HISTORY_DAYS)
@@ -141,7 +130,9 @@ def test_quarter_stream_alone_holds_exact_quarters_and_day_totals(bucket):
 
 def test_raw_stream_alone_holds_the_seconds_and_minutes(bucket):
     fleet = load_fleet(bucket["fleet_file"])
-    settings, prometheus, _ = serve(bucket["root"], bucket["out"] / "raw", bucket["fleet_file"], "raw")
+    settings, prometheus = serve_blocks(
+        bucket["out"] / "raw", bucket["root"] / "serve-raw", bucket["fleet_file"]
+    )
     prom = settings.prometheus_url
     with Supervisor(bucket["root"] / "logs-raw") as sup:
         sup.run(prometheus)

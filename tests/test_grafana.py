@@ -6,7 +6,6 @@ import configparser
 import datetime as dt
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ from homewatt.up import wait_for_live_data
 from partner_job.push import push_breakdown
 
 from . import grafana_emulation as ge
-from .conftest import stack_env, write_fleet
+from .conftest import serve_blocks, stack_env, write_fleet
 
 GRAFANA = REPO / "grafana"
 PARIS = zoneinfo.ZoneInfo("Europe/Paris")
@@ -272,12 +271,11 @@ def test_history_before_the_raw_window_reads_the_same_from_the_quarter_stream_al
         )
     )
     quarter_data = root / "quarter-only"
-    shutil.copytree(bucket / "quarter", quarter_data / "prometheus")
-    settings = Settings.from_env({**os.environ, **stack_env(quarter_data, data["fleet_file"])})
+    settings, prometheus = serve_blocks(bucket / "quarter", quarter_data, data["fleet_file"])
     now = dt.datetime.now(dt.UTC)
     compared = []
     with Supervisor(quarter_data / "logs") as sup:
-        sup.run(Stack(settings).prometheus())
+        sup.run(prometheus)
         for span in [("now-1y/M", "now-1y/M"), ("now-1y/w", "now-1y/w"), ("now-400d/d", "now-400d/d")]:
             for q in ge.queries(dashboards()["history"], now, "s-002", span):
                 if q.end >= plan.raw_start:
