@@ -20,6 +20,7 @@ The retention table of thanos/README.md comes from this script's output.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
@@ -64,8 +65,6 @@ def measure_streams(root: Path, raw_days: float, quarter_days: float) -> dict[st
 
 
 def _samples(block: Path) -> int:
-    import json
-
     return int(json.loads((block / "meta.json").read_text())["stats"]["numSamples"])
 
 
@@ -73,24 +72,26 @@ def measure_downsampled(root: Path, days: int, window: int) -> float:
     """Bytes per aggregate sample of Thanos-like downsampled data at `window` seconds."""
     sensors = load_fleet().sensors
     start = END - days * 86400
-    parts = []
     names = ("count", "sum", "min", "max", "counter")
+    lines: dict[str, list[bytes]] = {n: [] for n in names}
+    for s in sensors:
+        p = loadmodel.power(s, np.arange(start, END, dtype=np.int64)).astype(np.int64)
+        ts = start + window * np.arange(1, p.size // window + 1, dtype=np.int64) - 1
+        for source, series in (("power", p), ("energy", np.cumsum(p))):
+            values = series.reshape(-1, window)
+            aggs = {
+                "count": np.full(values.shape[0], window, dtype=np.int64),
+                "sum": values.sum(axis=1),
+                "min": values.min(axis=1),
+                "max": values.max(axis=1),
+                "counter": values[:, -1],
+            }
+            for n in names:
+                lines[n].append(series_lines(f'agg_{n}{{sensor="{s.id}",source="{source}"}}', aggs[n], ts))
+    parts = []
     for n in names:
         parts.append(family_header(f"agg_{n}", "gauge", f"downsampling aggregate {n}"))
-        for s in sensors:
-            p = loadmodel.power(s, np.arange(start, END, dtype=np.int64)).astype(np.int64)
-            c = np.cumsum(p)
-            w = p.reshape(-1, window)
-            ts = start + window * np.arange(1, w.shape[0] + 1, dtype=np.int64) - 1
-            for source, values in (("power", w), ("energy", c.reshape(-1, window))):
-                agg = {
-                    "count": np.full(w.shape[0], window, dtype=np.int64),
-                    "sum": values.sum(axis=1),
-                    "min": values.min(axis=1),
-                    "max": values.max(axis=1),
-                    "counter": values[:, -1],
-                }[n]
-                parts.append(series_lines(f'agg_{n}{{sensor="{s.id}",source="{source}"}}', agg, ts))
+        parts.extend(lines[n])
     parts.append(EOF_MARK)
     text = root / f"agg{window}.om"
     text.write_bytes(b"".join(parts))
