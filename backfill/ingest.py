@@ -132,12 +132,12 @@ class Ingester:
 
     def __init__(
         self,
-        target: Path | Target,
+        target: Target,
         work: Path,
         journal: Journal,
         labels: dict[str, dict[str, str]] | None = None,
     ):
-        self.target = target if isinstance(target, Target) else Target(target)
+        self.target = target
         self.staging = work / "staging"
         self.journal = journal
         self.labels = labels or {}

@@ -36,14 +36,13 @@ COMPOSE_PROMETHEUS_RULES = ["../rules/homewatt-1m.rules.yml"]
 RULER_RULES = ["../rules/homewatt-15m.rules.yml", "../rules/ruler/homewatt-counter15m.rules.yml"]
 
 
-def render(addresses: dict[str, str], source: Path = SOURCE, absolute_rules: bool = True) -> dict[str, Any]:
+def render(addresses: dict[str, str], source: Path = SOURCE) -> dict[str, Any]:
     """The config with each job's target replaced by `addresses[role]` (host:port).
 
     Rule-file globs become absolute, so the result can be written anywhere.
     """
     doc = yaml.safe_load(source.read_text())
-    if absolute_rules:
-        doc["rule_files"] = [str((source.parent / p).resolve()) for p in doc.get("rule_files", [])]
+    doc["rule_files"] = [str((source.parent / p).resolve()) for p in doc.get("rule_files", [])]
     for job in doc["scrape_configs"]:
         role = TARGET_JOBS.get(job["job_name"])
         if role is None or role not in addresses:
@@ -62,8 +61,8 @@ def write(path: Path, addresses: dict[str, str], source: Path = SOURCE) -> Path:
 def compose_config() -> str:
     """prometheus/prometheus.compose.yml's text.  Compose mounts prometheus/ and rules/
     side by side, so the relative rule paths hold in the container and here alike."""
-    doc = render(COMPOSE_ADDRESSES, absolute_rules=False)
-    doc["rule_files"] = list(COMPOSE_PROMETHEUS_RULES)
+    doc = render(COMPOSE_ADDRESSES)
+    doc["rule_files"] = list(COMPOSE_PROMETHEUS_RULES)  # relative: they must hold in the container
     header = (
         "# Generated from prometheus.yml by `python -m homewatt.promconfig`: edit that file, not this one.\n"
         "# The Docker stack's Prometheus: container targets; the 15m rules run in the Thanos Ruler.\n"

@@ -17,7 +17,7 @@ import yaml
 
 from backfill.__main__ import backfill as run_backfill
 from backfill.__main__ import parser
-from backfill.ingest import Ingester, Journal
+from backfill.ingest import Ingester, Journal, Target
 from backfill.plan import QUARTER, make_plan
 from backfill.run import BackfillError
 from homewatt import loadmodel, promapi, replay
@@ -288,7 +288,7 @@ def test_recover_finishes_a_half_done_move(tmp_path):
     (tsdb / "A").mkdir(parents=True)  # moved before the kill
     (work / "staging" / "raw-1-2" / "B").mkdir(parents=True)  # not yet
     (work / "staging" / "raw-9-9").mkdir(parents=True)  # an unfinished chunk's leftovers
-    finished = Ingester(tsdb, work, journal).recover()
+    finished = Ingester(Target(tsdb), work, journal).recover()
     assert finished == ["raw-1-2"]
     assert sorted(p.name for p in tsdb.iterdir()) == ["A", "B"]
     assert not (work / "staging").exists()
