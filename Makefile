@@ -12,7 +12,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: up test lint unit rules-test bench system-deps venv clean-data
 
 up: system-deps venv
-	$(PY) -m homewatt.up
+	$(PY) -m stack
 
 test: system-deps venv lint rules-test
 	$(PY) -m pytest
@@ -33,7 +33,7 @@ bench: system-deps venv
 	$(PY) benchmarks/backfill_rate.py
 	$(PY) benchmarks/partner_job_rate.py
 	$(PY) benchmarks/tier_sizes.py
-	$(PY) -m partner_job.score
+	$(PY) -m reference_partner.score
 
 system-deps:
 	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null \

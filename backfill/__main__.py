@@ -17,43 +17,16 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import logging
 import os
-import shlex
-import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from backfill.ingest import Target
-from backfill.plan import Plan, make_plan
-from backfill.run import BackfillError, Summary, run, wait_for_history
+from backfill.api import HISTORY_DAYS, RAW_DAYS, Options, backfill
+from backfill.run import BackfillError
 from homewatt import promapi, streams
 from homewatt.config import REPO
-from homewatt.fleet import FleetError, load_fleet
-from homewatt.meter import Ledger
-from homewatt.supervisor import die_with_parent
-
-RAW_DAYS = 90.0
-HISTORY_DAYS = 3 * 365 + 1.0
-
-
-def live_start_from_prometheus(url: str, lookback_hours: int = 6) -> int:
-    """The first second metered live: the earliest exporter sample Prometheus holds."""
-    now = time.time()
-    result = promapi.query(url, f"elec_power_watts{{job='homewatt-exporter'}}[{lookback_hours}h]", at=now)
-    firsts = [float(r["values"][0][0]) for r in result if r["values"]]
-    if not firsts:
-        raise BackfillError(f"no live samples in Prometheus at {url} yet: start the stack, or pass --end")
-    first = min(firsts)
-    if first < now - lookback_hours * 3600 + 120:
-        raise BackfillError(
-            f"Prometheus holds live data older than {lookback_hours} h, so where it starts is unknown: "
-            "pass --end with the first live second"
-        )
-    return int(first)
+from homewatt.fleet import FleetError
 
 
 def _parse_time(text: str) -> int:
@@ -123,6 +96,11 @@ def parser() -> argparse.ArgumentParser:
         help="when done, wait until this Prometheus or Thanos Query answers for the backfilled history "
         "(up to --wait-timeout seconds), so jobs started after the backfill find it",
     )
+    p.add_argument(
+        "--thanos",
+        default=str(REPO / "bin" / "thanos") if (REPO / "bin" / "thanos").exists() else "thanos",
+        help="the thanos binary --upload runs (default: bin/thanos when built, else thanos on PATH)",
+    )
     p.add_argument("--wait-timeout", type=float, default=600.0, help="seconds (default 600)")
     p.add_argument(
         "--prometheus-config",
@@ -135,83 +113,36 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def upload_commands(
-    target: Target, objstore_config: str, labels: dict[str, dict[str, str]]
-) -> list[list[str]]:
-    return [
-        [
-            "thanos",
-            "tools",
-            "bucket",
-            "upload-blocks",
-            f"--objstore.config-file={objstore_config}",
-            f"--path={target.dir(stream)}",
-            *streams.label_flags(labels[stream]),
-        ]
-        for stream in streams.STREAMS
-    ]
-
-
-def upload(commands: list[list[str]]) -> None:
-    if shutil.which("thanos") is None:
-        raise BackfillError(
-            "--upload needs the thanos binary on PATH (the homewatt Docker image has it); "
-            "the blocks are written: run the printed commands where thanos is installed"
-        )
-    for cmd in commands:
-        proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=die_with_parent)
-        if proc.returncode != 0:
-            raise BackfillError(f"{shlex.join(cmd)} failed: {proc.stderr.strip()[-2000:]}")
-
-
-def backfill(args: argparse.Namespace) -> Summary:
-    data = Path(args.data).resolve()
-    fleet = load_fleet(args.fleet)
-    labels = {s: streams.stream_labels(s, Path(args.prometheus_config)) for s in streams.STREAMS}
-    if args.upload and not args.bucket_dir:
-        raise BackfillError("--upload goes with --bucket-dir")
-    if args.bucket_dir:
-        target = Target(Path(args.bucket_dir).resolve(), per_stream=True)
-        work = target.root / ".backfill"
-    else:
-        target = Target(data / "prometheus")
-        work = data / "backfill"
-    state = work / "state.json"
-    end = args.end
-    if end is None and state.exists():
-        end = json.loads(state.read_text()).get("identity", {}).get("live_start")
-    if end is None:
-        end = live_start_from_prometheus(args.prometheus_url)
-    plan: Plan = make_plan(end, args.raw_days, args.history_days)
-    ledger = Ledger(fleet.sensors, data / "ledger")
-    summary = run(
-        fleet.sensors,
-        plan,
-        target,
-        work,
-        ledger,
-        args.raw_days,
-        args.history_days,
+def options(args: argparse.Namespace) -> Options:
+    return Options(
+        data=Path(args.data).resolve(),
+        fleet=args.fleet,
+        end=args.end,
+        prometheus_url=args.prometheus_url,
+        raw_days=args.raw_days,
+        history_days=args.history_days,
+        bucket_dir=Path(args.bucket_dir).resolve() if args.bucket_dir else None,
+        objstore_config=Path(args.objstore_config),
+        upload=args.upload,
+        thanos=args.thanos,
+        wait_url=args.wait_url,
+        wait_timeout=args.wait_timeout,
+        prometheus_config=Path(args.prometheus_config),
         workers=args.workers,
         progress=not args.no_progress,
-        labels=labels,
     )
-    if target.per_stream:
-        for d in target.dirs():  # upload-blocks wants them, even emptied by hand after an upload
-            d.mkdir(parents=True, exist_ok=True)
-        summary.upload = upload_commands(target, args.objstore_config, labels)
-        if args.upload:
-            upload(summary.upload)
-    if args.wait_url:
-        wait_for_history(args.wait_url, plan, len(fleet), args.wait_timeout)
-    return summary
+
+
+def options_from_argv(argv: list[str]) -> Options:
+    """The Options a command line means, as `python -m backfill` would run it."""
+    return options(parser().parse_args(argv))
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s backfill %(message)s", datefmt="%H:%M:%S")
     args = parser().parse_args(argv)
     try:
-        summary = backfill(args)
+        summary = backfill(options(args))
     except (BackfillError, FleetError, promapi.PromError, streams.StreamError) as exc:
         print(f"backfill: {exc}", file=sys.stderr)
         return 1

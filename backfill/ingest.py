@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from backfill.plan import Chunk
-from homewatt.streams import RAW, STREAMS
-from homewatt.supervisor import die_with_parent
+from homewatt.contract import RAW_STREAM, STREAMS
+from homewatt.procs import die_with_parent
 
 THANOS_SOURCE = "homewatt-backfill"
 
@@ -124,7 +124,7 @@ class Target:
 def _entry(entry: str) -> tuple[str, str]:
     """A journal block entry "stream/ULID" (a bare ULID is a raw block of an older journal)."""
     stream, _, ulid = entry.rpartition("/")
-    return stream or RAW, ulid
+    return stream or RAW_STREAM, ulid
 
 
 class Ingester:

@@ -20,8 +20,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-DAY = 86400
-QUARTER = 900
+from homewatt.contract import DAY, QUARTER_HOUR
+
 RAW_BLOCK = 54 * 3600
 HISTORY_BLOCK = 486 * 3600
 
@@ -60,8 +60,8 @@ def _windows(kind: str, start: int, end: int, block: int) -> list[Chunk]:
 def make_plan(live_start: int, raw_days: float, history_days: float) -> Plan:
     raw_start = live_start - round(raw_days * DAY)
     # History: whole quarter-hours strictly before the raw window starts.
-    history_end = math.ceil(raw_start / QUARTER) * QUARTER  # first quarter instant >= raw_start
-    history_start = (history_end - round(history_days * DAY)) // QUARTER * QUARTER
+    history_end = math.ceil(raw_start / QUARTER_HOUR) * QUARTER_HOUR  # first quarter instant >= raw_start
+    history_start = (history_end - round(history_days * DAY)) // QUARTER_HOUR * QUARTER_HOUR
     chunks = []
     if history_days > 0:
         chunks += _windows("history", history_start, history_end, HISTORY_BLOCK)

@@ -23,11 +23,12 @@ from tqdm import tqdm
 
 from backfill import generate
 from backfill.ingest import Ingester, Journal, Target
-from backfill.plan import HISTORY_BLOCK, QUARTER, RAW_BLOCK, Chunk, Plan
+from backfill.plan import HISTORY_BLOCK, RAW_BLOCK, Chunk, Plan
 from homewatt import loadmodel, promapi
+from homewatt.contract import DAY, MINUTE, QUARTER_HOUR
 from homewatt.fleet import Sensor
 from homewatt.meter import Ledger, counter, fingerprint
-from homewatt.supervisor import die_with_parent
+from homewatt.procs import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +85,8 @@ def expected_samples(n_sensors: int, chunk: Chunk, plan: Plan) -> int:
     """Sample count of a chunk, for the progress bar (exact for raw, close for history)."""
     if chunk.kind == "raw":
         n = chunk.end - chunk.start
-        return n_sensors * (2 * n + 2 * (n // 60) + 3 * (n // 900))  # + the quarter-hour counter
-    return n_sensors * 3 * ((chunk.end - chunk.start) // QUARTER)
+        return n_sensors * (2 * n + 2 * (n // MINUTE) + 3 * (n // QUARTER_HOUR))  # + the quarter-hour counter
+    return n_sensors * 3 * ((chunk.end - chunk.start) // QUARTER_HOUR)
 
 
 def _check_journal(
@@ -116,11 +117,11 @@ def _history_counters(
     `energy[:, j]` is the energy of [first_q + 900 j, first_q + 900 (j + 1)).  Returns
     (instants, counters) for instants first_q + 900 .. history_end - 900.
     """
-    history_end = first_q + QUARTER * energy.shape[1]
+    history_end = first_q + QUARTER_HOUR * energy.shape[1]
     tail = loadmodel.power(sensors, np.arange(plan.raw_start, history_end)).sum(axis=1)
     at_end = raw_start_counter + tail  # counter at history_end
     after = np.cumsum(energy[:, ::-1], axis=1)[:, ::-1]  # energy from quarter j to history_end
-    instants = first_q + QUARTER * np.arange(1, energy.shape[1], dtype=np.int64)
+    instants = first_q + QUARTER_HOUR * np.arange(1, energy.shape[1], dtype=np.int64)
     counters = at_end[:, None] - after[:, 1:]
     return instants, counters
 
@@ -187,11 +188,11 @@ def run(
     ):
         jobs: list[cf.Future[None]] = []
         # 1. History model sums start at once, in worker processes.
-        hist_first_q = plan.history_start - QUARTER
+        hist_first_q = plan.history_start - QUARTER_HOUR
         hist_end = plan.of("history")[-1].end if plan.of("history") else hist_first_q
         sums: list[cf.Future[np.ndarray]] = []
         if history_todo:
-            edges = list(range(hist_first_q, hist_end, 30 * 86400)) + [hist_end]
+            edges = list(range(hist_first_q, hist_end, 30 * DAY)) + [hist_end]
             spans = zip(edges[:-1], edges[1:], strict=True)
             sums = [procs.submit(generate.quarter_energy, sensors, a, b) for a, b in spans]
         # 2. Raw chunks, in time order, carrying the counter from one to the next.

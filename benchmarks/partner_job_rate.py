@@ -18,15 +18,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backfill.__main__ import backfill, parser  # noqa: E402
+from backfill.__main__ import options_from_argv  # noqa: E402
+from backfill.api import backfill  # noqa: E402
 from homewatt.config import Settings  # noqa: E402
 from homewatt.fleet import load_fleet  # noqa: E402
-from homewatt.stack import Stack  # noqa: E402
-from homewatt.supervisor import Supervisor, free_port  # noqa: E402
+from homewatt.procs import free_port  # noqa: E402
+from homewatt.window import Window, midnight  # noqa: E402
 from partner_job import fetch, job  # noqa: E402
 from partner_job.client import PartnerClient  # noqa: E402
 from partner_job.outbox import Outbox  # noqa: E402
-from partner_job.window import Window, midnight  # noqa: E402
+from stack.services import Stack  # noqa: E402
+from stack.supervisor import Supervisor  # noqa: E402
 
 
 def main() -> None:
@@ -46,7 +48,7 @@ def main() -> None:
         at = midnight(dt.date(2026, 11, 30))
         start = time.monotonic()
         backfill(
-            parser().parse_args(
+            options_from_argv(
                 [
                     "--end",
                     "2026-11-30T00:00:00+01:00",

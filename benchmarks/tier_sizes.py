@@ -35,7 +35,7 @@ from backfill.ingest import Target, dir_bytes, promtool_blocks  # noqa: E402
 from backfill.openmetrics import EOF_MARK, family_header, series_lines  # noqa: E402
 from backfill.plan import make_plan  # noqa: E402
 from backfill.run import run  # noqa: E402
-from homewatt import loadmodel, streams  # noqa: E402
+from homewatt import contract, loadmodel, streams  # noqa: E402
 from homewatt.fleet import load_fleet  # noqa: E402
 from homewatt.meter import Ledger  # noqa: E402
 
@@ -49,14 +49,14 @@ def measure_streams(root: Path, raw_days: float, quarter_days: float) -> dict[st
     """Bytes per sample of each stream's blocks, written by the backfill itself."""
     sensors = load_fleet().sensors
     target = Target(root / "bucket", per_stream=True)
-    labels = {s: streams.stream_labels(s) for s in streams.STREAMS}
+    labels = {s: streams.stream_labels(s) for s in contract.STREAMS}
     plan = make_plan(END, raw_days, quarter_days)
     summary = run(
         sensors, plan, target, root / "work", Ledger(sensors, root / "ledger"), raw_days, quarter_days,
         progress=True, labels=labels,
     )  # fmt: skip
     out = {}
-    for stream in streams.STREAMS:
+    for stream in contract.STREAMS:
         blocks = [b for b in target.dir(stream).iterdir() if (b / "meta.json").exists()]
         samples = sum(_samples(b) for b in blocks)
         out[stream] = sum(dir_bytes(b) for b in blocks) / samples

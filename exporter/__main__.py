@@ -12,8 +12,8 @@ from pathlib import Path
 from exporter.live import LiveFleet
 from exporter.server import MetricsApp, serve
 from homewatt.fleet import FleetError, load_fleet
+from homewatt.httpserver import serve_until_stopped
 from homewatt.meter import Ledger
-from homewatt.serving import serve_until_stopped
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,16 +13,11 @@ from itertools import repeat
 
 import numpy as np
 
-POWER = "elec_power_watts"
-ENERGY = "elec_energy_joules_total"
+from homewatt.contract import ENERGY, POWER, SENSOR, Metric
 
-_HEADERS = {
-    POWER: (f"# HELP {POWER} Active power drawn now by the home, in watts.\n# TYPE {POWER} gauge\n"),
-    ENERGY: (
-        f"# HELP {ENERGY} Energy used since the meter's start (its index), in joules.\n"
-        f"# TYPE {ENERGY} counter\n"
-    ),
-}
+
+def _header(metric: Metric) -> str:
+    return f"# HELP {metric.name} {metric.help}\n# TYPE {metric.name} {metric.kind}\n"
 
 
 def _escape(value: str) -> str:
@@ -33,7 +28,9 @@ class FleetRenderer:
     def __init__(self, sensor_ids: Sequence[str]):
         self.ids = list(sensor_ids)
         self.skipped = 0  # samples left out by the last render
-        self._prefix = {name: [f'{name}{{sensor="{_escape(i)}"}} ' for i in self.ids] for name in _HEADERS}
+        self._prefix = {
+            m.name: [f'{m.name}{{{SENSOR}="{_escape(i)}"}} ' for i in self.ids] for m in (POWER, ENERGY)
+        }
 
     def render(self, power: np.ndarray, energy: np.ndarray) -> str:
         """Both families, one line per sensor, without timestamps.
@@ -45,16 +42,16 @@ class FleetRenderer:
         """
         parts = []
         self.skipped = 0
-        for name, values in ((POWER, power), (ENERGY, energy)):
+        for metric, values in ((POWER, power), (ENERGY, energy)):
             values = np.asarray(values)
             ok = np.isfinite(values) & (values >= 0)
-            prefixes = self._prefix[name]
+            prefixes = self._prefix[metric.name]
             if not ok.all():
                 keep = np.flatnonzero(ok)
                 self.skipped += int(values.size - keep.size)
                 prefixes = [prefixes[i] for i in keep]
                 values = values[keep]
             text = map(repr if values.dtype.kind == "f" else str, values.tolist())
-            parts.append(_HEADERS[name])
+            parts.append(_header(metric))
             parts.append("".join(map("".join, zip(prefixes, text, repeat("\n")))))
         return "".join(parts)

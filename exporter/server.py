@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 
 import numpy as np
 from prometheus_client import REGISTRY, Counter, Gauge, generate_latest
@@ -12,6 +12,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from exporter.live import LiveFleet
 from exporter.render import FleetRenderer
+from homewatt.httpserver import Handler, Server
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ SKIPPED = Counter(
 
 
 class MetricsApp:
-    def __init__(self, live: LiveFleet, clock=time.time):
+    def __init__(self, live: LiveFleet, clock: Callable[[], float] = time.time):
         self.live = live
         self.renderer = FleetRenderer([s.id for s in live.sensors])
         self.clock = clock
@@ -46,31 +47,25 @@ class MetricsApp:
         return body.encode() + generate_latest(REGISTRY)
 
 
-def serve(app: MetricsApp, host: str, port: int) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            if self.path.split("?")[0] == "/metrics":
-                try:
-                    body = app.metrics()
-                except Exception:
-                    log.exception("scrape failed")
-                    self.send_error(500, "scrape failed, see the exporter's log")
-                    return
-                self._reply(200, CONTENT_TYPE_LATEST, body)
-            elif self.path == "/":
-                self._reply(200, "text/html", b'<a href="/metrics">homewatt exporter metrics</a>\n')
-            else:
-                self.send_error(404)
+class MetricsHandler(Handler):
+    log = log
+    app: MetricsApp  # set on the subclass that serve() makes
 
-        def _reply(self, code: int, ctype: str, body: bytes) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if self.path.split("?")[0] == "/metrics":
+            try:
+                body = self.app.metrics()
+            except Exception:
+                log.exception("scrape failed")
+                self.send_error(500, "scrape failed, see the exporter's log")
+                return
+            self.reply(200, CONTENT_TYPE_LATEST, body)
+        elif self.path == "/":
+            self.reply(200, "text/html", b'<a href="/metrics">homewatt exporter metrics</a>\n')
+        else:
+            self.send_error(404)
 
-        def log_message(self, fmt: str, *args: object) -> None:
-            log.debug(fmt, *args)
 
-    ThreadingHTTPServer.daemon_threads = True
-    return ThreadingHTTPServer((host, port), Handler)
+def serve(app: MetricsApp, host: str, port: int) -> Server:
+    handler = type("BoundMetricsHandler", (MetricsHandler,), {"app": app})
+    return Server((host, port), handler)

@@ -39,3 +39,17 @@ class Settings:
             data=Path(env.get("HOMEWATT_DATA", "./data")).resolve(),
             fleet=env.get("HOMEWATT_FLEET") or None,
         )
+
+
+def read_token(env: dict[str, str] | None = None) -> str:
+    """The partner's bearer token, shared by the job and the reference partner."""
+    env = dict(os.environ if env is None else env)
+    if env.get("PARTNER_TOKEN"):
+        return env["PARTNER_TOKEN"]
+    if env.get("PARTNER_TOKEN_FILE"):
+        path = Path(env["PARTNER_TOKEN_FILE"])
+        token = path.read_text().strip()
+        if not token:  # e.g. a compose secret made from an unset variable
+            raise RuntimeError(f"{path} is empty: no partner token (set PARTNER_TOKEN in .env)")
+        return token
+    raise RuntimeError("no partner token: set PARTNER_TOKEN or PARTNER_TOKEN_FILE")

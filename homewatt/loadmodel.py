@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from homewatt import replay
+from homewatt.contract import DAY, HOUR, MINUTE, QUARTER_HOUR
 from homewatt.fleet import Sensor
 from homewatt.timeutil import local_seconds
 from homewatt.usages import USAGES
@@ -30,10 +31,6 @@ from homewatt.usages import USAGES
 # Bump when the model's output changes: on-disk caches of daily totals key on it.
 MODEL_VERSION = 1
 
-
-DAY = 86400
-HOUR = 3600
-MIN = 60
 _TWO_PI = 2 * np.pi
 
 # Hash streams: one per random quantity, so adding one never shifts another.
@@ -164,14 +161,14 @@ def _day(p: _Params, day: int, t: np.ndarray, sod: np.ndarray) -> dict[str, np.n
     # Heating: heat demand from the indoor/outdoor gap, on days whose mean is below 15 °C;
     # convectors cycle at full power with a thermostat duty, a heat pump modulates with a
     # temperature-dependent COP.
-    awake = _window(sod, 6 * HOUR + 30 * MIN, 16 * HOUR)
+    awake = _window(sod, 6 * HOUR + 30 * MINUTE, 16 * HOUR)
     setpoint = np.where(awake, p.sp_day, p.sp_night)
     demand = np.clip(setpoint - 2.0 - outdoor, 0.0, None) * p.heat_loss
     duty = np.clip(demand / np.maximum(p.heat_rated, 1.0), 0.0, 1.0)
     heating = np.zeros((p.n, t.shape[1]))
     heating_season = day_mean < 15.0  # households switch heating off on warm days
     if heating_season and p.is_electric.any():
-        heating += np.where(p.is_electric & ((tt % 900) < duty * 900), p.heat_rated, 0.0)
+        heating += np.where(p.is_electric & ((tt % QUARTER_HOUR) < duty * QUARTER_HOUR), p.heat_rated, 0.0)
     if heating_season and p.is_heat_pump.any():
         cop = np.clip(2.8 + 0.09 * outdoor, 1.8, 4.5)
         need = np.minimum(demand / cop, p.heat_rated)
@@ -201,19 +198,21 @@ def _day(p: _Params, day: int, t: np.ndarray, sod: np.ndarray) -> dict[str, np.n
 
     # Cooking: a kettle at breakfast, lunch on weekends or when someone is home, dinner;
     # hobs cycle on their own thermostat (80 s out of 120 s).
-    breakfast = 6 * HOUR + 45 * MIN + (90 * MIN if weekend else 0) + secs(u(_S_BREAKFAST) * 2700)
+    breakfast = 6 * HOUR + 45 * MINUTE + (90 * MINUTE if weekend else 0) + secs(u(_S_BREAKFAST) * 2700)
     lunch_on = u(_S_LUNCH) < (0.9 if weekend else p.lunch_p)
     dinner_u = u(_S_DINNER_T)
     lunch = 12 * HOUR + secs(u(_S_LUNCH_T) * HOUR)
-    dinner = 19 * HOUR + secs(dinner_u * 90 * MIN)
-    meals = (lunch_on & _window(sod, lunch, secs(15 * MIN + dinner_u * 30 * MIN))) | (
-        (u(_S_DINNER) < 0.92) & _window(sod, dinner, secs(20 * MIN + dinner_u * 40 * MIN))
+    dinner = 19 * HOUR + secs(dinner_u * 90 * MINUTE)
+    meals = (lunch_on & _window(sod, lunch, secs(15 * MINUTE + dinner_u * 30 * MINUTE))) | (
+        (u(_S_DINNER) < 0.92) & _window(sod, dinner, secs(20 * MINUTE + dinner_u * 40 * MINUTE))
     )
     cooking = np.where(_window(sod, breakfast, 180), 2000.0, 0.0)
     cooking += np.where(meals & (tt % 120 < 80), p.cooking_w, 0.0)
 
     # Laundry: a washing machine cycle (heat, drum, spin) on some days.
-    wash_t = np.where(u(_S_WASH) < p.wash_p, sod - (8 * HOUR + 30 * MIN + secs(u(_S_WASH_T) * 11 * HOUR)), -1)
+    wash_t = np.where(
+        u(_S_WASH) < p.wash_p, sod - (8 * HOUR + 30 * MINUTE + secs(u(_S_WASH_T) * 11 * HOUR)), -1
+    )
     drum = np.where(tt % 60 < 40, 300.0, 80.0)
     laundry = np.where(
         wash_t < 0,
@@ -224,19 +223,21 @@ def _day(p: _Params, day: int, t: np.ndarray, sod: np.ndarray) -> dict[str, np.n
     # Lighting: when people are up and the sun is down (day length follows the season;
     # solar noon in Paris is about 11:50 UTC).
     half_day = secs((12.2 - 4.0 * season) * HOUR / 2)
-    dark = np.abs(t % DAY - (11 * HOUR + 50 * MIN)) > half_day
-    up = _window(sod, 6 * HOUR + 30 * MIN, 2 * HOUR) | _window(sod, 17 * HOUR, 6 * HOUR + 30 * MIN)
+    dark = np.abs(t % DAY - (11 * HOUR + 50 * MINUTE)) > half_day
+    up = _window(sod, 6 * HOUR + 30 * MINUTE, 2 * HOUR) | _window(sod, 17 * HOUR, 6 * HOUR + 30 * MINUTE)
     if weekend:
         up |= _window(sod, 8 * HOUR, 16 * HOUR)
     lighting = np.where(dark & up, np.rint(p.lighting_w * (0.6 + 0.8 * u(_S_LIGHT))), 0.0)
 
     # Electronics: TV or computer in the evening, weekend afternoons, home office days.
-    tv = _window(sod, 19 * HOUR + 30 * MIN + secs(u(_S_TV) * 30 * MIN), 3 * HOUR + secs(u(_S_TV_END) * HOUR))
+    tv = _window(
+        sod, 19 * HOUR + 30 * MINUTE + secs(u(_S_TV) * 30 * MINUTE), 3 * HOUR + secs(u(_S_TV_END) * HOUR)
+    )
     if weekend:
         tv = tv | ((u(_S_WEEKEND_TV) < 0.5) & _window(sod, 14 * HOUR, 3 * HOUR))
     electronics = np.where(tv, p.electronics_w, 0.0)
     if not weekend:
-        electronics += np.where(lunch_on & _window(sod, 9 * HOUR, 8 * HOUR + 30 * MIN), 60.0, 0.0)
+        electronics += np.where(lunch_on & _window(sod, 9 * HOUR, 8 * HOUR + 30 * MINUTE), 60.0, 0.0)
 
     # Other: always-on base load with meter-level noise, and the dishwasher.
     noise = (_hash(p.seed, _S_NOISE, t) % (2 * p.noise_w + 1).astype(np.uint64)).astype(np.int64)

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from homewatt import loadmodel
+from homewatt.contract import DAY
 from homewatt.fleet import Sensor
 
-DAY = 86400
 log = logging.getLogger(__name__)
 
 

@@ -25,11 +25,8 @@ from pathlib import Path
 import yaml
 
 from homewatt import promconfig
+from homewatt.contract import RAW_STREAM, STREAM_LABEL, STREAMS
 
-STREAM_LABEL = "homewatt_stream"
-RAW = "raw"
-QUARTER = "quarter"
-STREAMS = (RAW, QUARTER)
 DEFAULT_CONFIG = promconfig.SOURCE
 
 
@@ -40,8 +37,8 @@ class StreamError(ValueError):
 def external_labels(config: Path = DEFAULT_CONFIG) -> dict[str, str]:
     doc = yaml.safe_load(Path(config).read_text())
     labels = {str(k): str(v) for k, v in ((doc.get("global") or {}).get("external_labels") or {}).items()}
-    if labels.get(STREAM_LABEL) != RAW:
-        raise StreamError(f"{config}: global.external_labels must set {STREAM_LABEL}: {RAW}")
+    if labels.get(STREAM_LABEL) != RAW_STREAM:
+        raise StreamError(f"{config}: global.external_labels must set {STREAM_LABEL}: {RAW_STREAM}")
     return labels
 
 

@@ -14,17 +14,17 @@ import zoneinfo
 
 import numpy as np
 
-QUARTER = 900
+from homewatt.contract import DAY, QUARTER_HOUR
 
 
 @functools.lru_cache(maxsize=8192)
 def _day_offsets(tz: str, utc_day: int) -> np.ndarray:
     """UTC offsets (s) of the 96 quarter-hours of one UTC day."""
     zone = zoneinfo.ZoneInfo(tz)
-    base = utc_day * 86400
+    base = utc_day * DAY
     out = np.empty(96, dtype=np.int64)
     for q in range(96):
-        instant = dt.datetime.fromtimestamp(base + q * QUARTER, dt.UTC).astimezone(zone)
+        instant = dt.datetime.fromtimestamp(base + q * QUARTER_HOUR, dt.UTC).astimezone(zone)
         out[q] = int(instant.utcoffset().total_seconds())  # type: ignore[union-attr]
     out.setflags(write=False)
     return out
@@ -33,10 +33,10 @@ def _day_offsets(tz: str, utc_day: int) -> np.ndarray:
 def utc_offsets(tz: str, ts: np.ndarray) -> np.ndarray:
     """The zone's UTC offset in seconds at each instant of `ts` (int64 UTC seconds)."""
     ts = np.asarray(ts, dtype=np.int64)
-    days = ts // 86400
+    days = ts // DAY
     d0, d1 = int(days.min()), int(days.max())
     table = np.stack([_day_offsets(tz, d) for d in range(d0, d1 + 1)])
-    return table[days - d0, (ts % 86400) // QUARTER]
+    return table[days - d0, (ts % DAY) // QUARTER_HOUR]
 
 
 def local_seconds(tz: str, ts: np.ndarray) -> np.ndarray:

@@ -17,13 +17,13 @@ import signal
 import sys
 import urllib.parse
 
-from homewatt.config import Settings
+from homewatt.config import Settings, read_token
 from homewatt.fleet import FleetError, load_fleet
+from homewatt.window import Window, fire_times
 from partner_job import job
 from partner_job.client import PartnerClient
 from partner_job.outbox import Outbox
 from partner_job.scheduler import Scheduler, State
-from partner_job.window import Window, fire_times
 
 log = logging.getLogger("partner_job")
 
@@ -58,7 +58,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _client(settings: Settings) -> PartnerClient:
-    return PartnerClient(settings.partner_url, job.read_token())
+    return PartnerClient(settings.partner_url, read_token())
 
 
 def _report(settings: Settings, stats: job.Stats, what: str) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from homewatt import promapi
-from partner_job.window import Window
+from homewatt.window import Window
 
 MAX_POINTS = 10_000
 FRESH = "2s"

@@ -10,34 +10,19 @@ from __future__ import annotations
 import concurrent.futures as cf
 import datetime as dt
 import logging
-import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from tqdm import tqdm
 
 from homewatt.config import Settings
+from homewatt.window import Window
 from partner_job import fetch
 from partner_job.client import Outcome, PartnerClient
 from partner_job.outbox import Entry, Outbox
 from partner_job.push import push_breakdown, window_joules
-from partner_job.window import Window
 
 log = logging.getLogger(__name__)
-
-
-def read_token(env: dict[str, str] | None = None) -> str:
-    env = dict(os.environ if env is None else env)
-    if env.get("PARTNER_TOKEN"):
-        return env["PARTNER_TOKEN"]
-    if env.get("PARTNER_TOKEN_FILE"):
-        path = Path(env["PARTNER_TOKEN_FILE"])
-        token = path.read_text().strip()
-        if not token:  # e.g. a compose secret made from an unset variable
-            raise RuntimeError(f"{path} is empty: no partner token (set PARTNER_TOKEN in .env)")
-        return token
-    raise RuntimeError("no partner token: set PARTNER_TOKEN or PARTNER_TOKEN_FILE")
 
 
 @dataclass
@@ -97,7 +82,6 @@ def deliver(
     """Send every pending entry; push each breakdown; remove what landed."""
     stats = Stats()
     entries = outbox.pending()
-    fault = os.environ.get("PARTNER_JOB_FAULT", "")  # test hook: simulate a crash after a send
 
     def one(entry: Entry) -> tuple[Entry, Outcome]:
         return entry, client.send(entry)
@@ -110,9 +94,8 @@ def deliver(
             stats.bytes += len(entry.body())
             stats.retried += out.attempts > 1
             if out.status == "delivered":
-                if fault == "exit-after-send":
-                    os._exit(17)
-                assert out.answer is not None
+                if out.answer is None:
+                    raise RuntimeError(f"{entry.key}: delivered without an answer")  # a client bug
                 try:
                     push_breakdown(
                         settings.pushgateway_url,

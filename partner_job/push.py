@@ -10,7 +10,21 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 
-JOB = "partner_job"
+from homewatt.contract import (
+    JOULES_PER_WH,
+    PARTNER_JOB,
+    PARTNER_LAST_SUCCESS,
+    PARTNER_WINDOW_END,
+    PARTNER_WINDOW_START,
+    SENSOR,
+    USAGE_ENERGY,
+    USAGE_SHARE,
+    Metric,
+)
+
+
+def _gauge(metric: Metric, registry: CollectorRegistry) -> Gauge:
+    return Gauge(metric.name, metric.help, list(metric.labels), registry=registry)
 
 
 def push_breakdown(
@@ -22,31 +36,15 @@ def push_breakdown(
     now: float,
 ) -> None:
     reg = CollectorRegistry()
-    share = Gauge(
-        "elec_usage_share_ratio",
-        "Partner's share of the window's energy per usage, 0..1.",
-        ["usage"],
-        registry=reg,
-    )
-    energy = Gauge("elec_usage_energy_joules", "Share x the window's energy, J.", ["usage"], registry=reg)
+    share, energy = _gauge(USAGE_SHARE, reg), _gauge(USAGE_ENERGY, reg)
     for usage, s in sorted(shares.items()):
         share.labels(usage).set(s)
         energy.labels(usage).set(s * window_joules)
-    Gauge(
-        "partner_job_window_start_timestamp_seconds",
-        "Start of the window the breakdown covers.",
-        registry=reg,
-    ).set(window[0])
-    Gauge(
-        "partner_job_window_end_timestamp_seconds", "End of the window the breakdown covers.", registry=reg
-    ).set(window[1])
-    Gauge(
-        "partner_job_last_success_timestamp_seconds",
-        "When this sensor's last breakdown landed.",
-        registry=reg,
-    ).set(now)
-    push_to_gateway(gateway, job=JOB, registry=reg, grouping_key={"sensor": sensor}, timeout=30)
+    _gauge(PARTNER_WINDOW_START, reg).set(window[0])
+    _gauge(PARTNER_WINDOW_END, reg).set(window[1])
+    _gauge(PARTNER_LAST_SUCCESS, reg).set(now)
+    push_to_gateway(gateway, job=PARTNER_JOB, registry=reg, grouping_key={SENSOR: sensor}, timeout=30)
 
 
 def window_joules(payload: dict[str, Any]) -> float:
-    return 3600.0 * sum(v for v in payload["values"] if v is not None)
+    return JOULES_PER_WH * sum(v for v in payload["values"] if v is not None)

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from partner_job.window import TZ, fire_times, last_fire_time, zone
+from homewatt.window import TZ, fire_times, last_fire_time, zone
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,9 @@ import yaml
 from homewatt import promapi
 from homewatt.config import Settings
 from homewatt.fleet import DEFAULT_FLEET, Fleet, load_fleet
-from homewatt.stack import Stack
-from homewatt.supervisor import Service, Supervisor, free_port
+from homewatt.procs import free_port
+from stack.services import Stack
+from stack.supervisor import Service, Supervisor
 
 
 def today_utc() -> dt.date:

@@ -15,17 +15,18 @@ import numpy as np
 import pytest
 import yaml
 
-from backfill.__main__ import backfill as run_backfill
-from backfill.__main__ import parser
+from backfill.__main__ import options_from_argv
+from backfill.api import backfill as run_backfill
 from backfill.ingest import Ingester, Journal, Target
-from backfill.plan import QUARTER, make_plan
+from backfill.plan import make_plan
 from backfill.run import BackfillError
 from homewatt import loadmodel, promapi, replay
 from homewatt.config import REPO, Settings
+from homewatt.contract import QUARTER_HOUR
 from homewatt.fleet import load_fleet
 from homewatt.meter import Ledger, counter
-from homewatt.stack import Stack
-from homewatt.supervisor import Supervisor
+from stack.services import Stack
+from stack.supervisor import Supervisor
 
 from .conftest import stack_env, write_fleet
 
@@ -60,7 +61,7 @@ def backfilled(tmp_path_factory: pytest.TempPathFactory):
     # One modelled home and the replayed real household.
     fleet_file = write_fleet(root / "fleet.yaml", ids=["s-002", "s-006"], index_date=dt.date(2026, 5, 29))
     data = root / "data"
-    summary = run_backfill(parser().parse_args(args_for(data, fleet_file)))
+    summary = run_backfill(options_from_argv(args_for(data, fleet_file)))
     settings = Settings.from_env({**os.environ, **stack_env(data, fleet_file)})
     with Supervisor(data / "logs") as sup:
         sup.run(Stack(settings).prometheus())
@@ -134,8 +135,8 @@ def test_aggregates_equal_the_model(backfilled):
     prom, fleet = backfilled["prom"], backfilled["fleet"]
     rng = np.random.default_rng(5)
     minutes = (rng.integers(END_TS - 2 * 86400 + 120, END_TS, 6) // 60) * 60
-    quarters = (rng.integers(END_TS - 2 * 86400 + 1800, END_TS, 4) // QUARTER) * QUARTER
-    history = (rng.integers(END_TS - 50 * 86400, END_TS - 3 * 86400, 4) // QUARTER) * QUARTER
+    quarters = (rng.integers(END_TS - 2 * 86400 + 1800, END_TS, 4) // QUARTER_HOUR) * QUARTER_HOUR
+    history = (rng.integers(END_TS - 50 * 86400, END_TS - 3 * 86400, 4) // QUARTER_HOUR) * QUARTER_HOUR
     cases = [(T, 60, "1m") for T in minutes] + [(T, 900, "15m") for T in (*quarters, *history)]
     for T, width, w in cases:
         T = int(T)
@@ -160,8 +161,8 @@ def test_quarter_series_is_continuous_across_the_raw_start(backfilled):
     got = promapi.query(prom, "sensor:elec_energy_joules:increase15m[3h]", at=plan.raw_start + 5400)
     for r in got:
         ts = [int(float(t)) for t, _ in r["values"]]
-        assert all(t % QUARTER == 0 for t in ts)
-        assert np.all(np.diff(ts) == QUARTER), "one sample per quarter-hour, none missing or doubled"
+        assert all(t % QUARTER_HOUR == 0 for t in ts)
+        assert np.all(np.diff(ts) == QUARTER_HOUR), "one sample per quarter-hour, none missing or doubled"
 
 
 def day_totals(prom: str, day: dt.date) -> tuple[int, int, dict[str, dict[str, float]]]:
@@ -202,7 +203,7 @@ def test_real_household_reads_back_the_csv_minute_means(backfilled):
 def test_rerun_adds_nothing(backfilled):
     data = backfilled["data"]
     before = sorted(p.name for p in (data / "prometheus").iterdir())
-    again = run_backfill(parser().parse_args(args_for(data, backfilled["fleet_file"])))
+    again = run_backfill(options_from_argv(args_for(data, backfilled["fleet_file"])))
     assert again.written == 0 and again.samples == 0
     assert again.skipped == len(backfilled["plan"].chunks)
     assert sorted(p.name for p in (data / "prometheus").iterdir()) == before
@@ -210,7 +211,7 @@ def test_rerun_adds_nothing(backfilled):
 
 
 def test_another_span_over_the_same_data_is_refused(backfilled):
-    args = parser().parse_args(args_for(backfilled["data"], backfilled["fleet_file"], raw_days=3))
+    args = options_from_argv(args_for(backfilled["data"], backfilled["fleet_file"], raw_days=3))
     with pytest.raises(BackfillError, match="another backfill"):
         run_backfill(args)
 
@@ -273,7 +274,7 @@ def test_killed_run_leaves_valid_blocks_and_the_next_completes(tmp_path):
     listing = subprocess.run(["promtool", "tsdb", "list", str(tsdb)], capture_output=True, text=True)
     assert listing.returncode == 0, listing.stderr
     # The next run completes the rest, and only the rest.
-    summary = run_backfill(parser().parse_args(args_for(data, fleet_file, raw_days=6, history_days=2)))
+    summary = run_backfill(options_from_argv(args_for(data, fleet_file, raw_days=6, history_days=2)))
     assert summary.skipped == len(done)
     assert summary.written == len(plan.chunks) - len(done)
     blocks = [b for d in json.loads(state.read_text())["done"].values() for b in d["blocks"]]

@@ -19,16 +19,17 @@ import pytest
 import requests
 import yaml
 
-from backfill.__main__ import backfill as run_backfill
-from backfill.__main__ import parser
+from backfill.__main__ import options_from_argv
+from backfill.api import backfill as run_backfill
 from backfill.ingest import THANOS_SOURCE
-from backfill.plan import QUARTER, make_plan
+from backfill.plan import make_plan
 from backfill.run import BackfillError
-from homewatt import loadmodel, promapi, streams
+from homewatt import contract, loadmodel, promapi, streams
 from homewatt.config import REPO
+from homewatt.contract import QUARTER_HOUR
 from homewatt.fleet import load_fleet
 from homewatt.meter import Ledger, counter
-from homewatt.supervisor import Supervisor
+from stack.supervisor import Supervisor
 
 from .conftest import serve_blocks, write_fleet
 from .test_backfill import END_TS, args_for, day_totals
@@ -44,7 +45,7 @@ def bucket(tmp_path_factory: pytest.TempPathFactory):
     fleet_file = write_fleet(root / "fleet.yaml", ids=["s-001", "s-006"], index_date=dt.date(2026, 5, 29))
     out = root / "outbox"
     argv = args_for(root / "data", fleet_file, raw_days=RAW_DAYS, history_days=HISTORY_DAYS)
-    summary = run_backfill(parser().parse_args([*argv, "--bucket-dir", str(out)]))
+    summary = run_backfill(options_from_argv([*argv, "--bucket-dir", str(out)]))
     return {"root": root, "out": out, "fleet_file": fleet_file, "summary": summary, "argv": argv}
 
 
@@ -58,7 +59,7 @@ def test_blocks_carry_their_stream_labels_taken_from_the_prometheus_config(bucke
     expected = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())["global"][
         "external_labels"
     ]
-    for stream in streams.STREAMS:
+    for stream in contract.STREAMS:
         blocks = metas(out / stream)
         assert blocks, stream
         for meta in blocks:
@@ -67,7 +68,7 @@ def test_blocks_carry_their_stream_labels_taken_from_the_prometheus_config(bucke
             assert thanos["downsample"] == {"resolution": 0} and thanos["source"] == THANOS_SOURCE
             assert thanos["segment_files"] and meta["compaction"]["level"] == 1  # upload-blocks takes level 1
     # No two blocks of a stream overlap: the compactor would halt on that.
-    for stream in streams.STREAMS:
+    for stream in contract.STREAMS:
         spans = sorted((m["minTime"], m["maxTime"]) for m in metas(out / stream))
         assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False)), stream
 
@@ -76,7 +77,7 @@ def test_summary_prints_one_upload_command_per_stream(bucket):
     text = bucket["summary"].text()
     out = bucket["out"]
     config = REPO / "thanos" / "objstore.filesystem.yml"
-    for stream in streams.STREAMS:
+    for stream in contract.STREAMS:
         assert (
             f"thanos tools bucket upload-blocks --objstore.config-file={config} --path={out / stream} "
             f"'--label=homewatt_stream=\"{stream}\"'"
@@ -87,7 +88,7 @@ def test_upload_without_thanos_says_so_and_keeps_the_blocks(bucket, monkeypatch)
     monkeypatch.setenv("PATH", "/nonexistent")
     argv = [*bucket["argv"], "--bucket-dir", str(bucket["out"]), "--upload"]
     with pytest.raises(BackfillError, match="needs the thanos binary"):
-        run_backfill(parser().parse_args(argv))
+        run_backfill(options_from_argv(argv))
     assert metas(bucket["out"] / "raw")  # nothing lost
 
 
@@ -112,7 +113,7 @@ def test_quarter_stream_alone_holds_exact_quarters_and_day_totals(bucket):
         got = promapi.query(prom, "elec_energy_joules_total[2d]", at=END_TS)
         for r in got:
             ts = [int(float(t)) for t, _ in r["values"]]
-            assert all(t % QUARTER == 0 for t in ts) and np.all(np.diff(ts) == QUARTER)
+            assert all(t % QUARTER_HOUR == 0 for t in ts) and np.all(np.diff(ts) == QUARTER_HOUR)
         # 31 May straddles the raw start (00:07:13): its first minutes come from the history.
         may31 = int(dt.datetime(2026, 5, 31, tzinfo=dt.UTC).timestamp())
         assert may31 < plan.raw_start < may31 + 86400
@@ -123,7 +124,7 @@ def test_quarter_stream_alone_holds_exact_quarters_and_day_totals(bucket):
                 assert got["increase"][s.id] == exact == got["quarters"][s.id], (day, s.id)
                 assert got["count"][s.id] == 96
         # The counter at the raw start's quarter, read from this stream only, is the meter's.
-        q = -(-plan.raw_start // QUARTER) * QUARTER
+        q = -(-plan.raw_start // QUARTER_HOUR) * QUARTER_HOUR
         got = promapi.by_label(promapi.query(prom, "elec_energy_joules_total", at=q))
         assert [got[s.id] for s in fleet.sensors] == list(counter(ledger, [q])[:, 0])
 
@@ -147,14 +148,14 @@ def test_raw_stream_alone_holds_the_seconds_and_minutes(bucket):
 
 
 def test_rerun_into_the_bucket_adds_nothing(bucket):
-    before = {s: sorted(p.name for p in (bucket["out"] / s).iterdir()) for s in streams.STREAMS}
-    again = run_backfill(parser().parse_args([*bucket["argv"], "--bucket-dir", str(bucket["out"])]))
+    before = {s: sorted(p.name for p in (bucket["out"] / s).iterdir()) for s in contract.STREAMS}
+    again = run_backfill(options_from_argv([*bucket["argv"], "--bucket-dir", str(bucket["out"])]))
     assert again.written == 0 and again.skipped == len(make_plan(END_TS, RAW_DAYS, HISTORY_DAYS).chunks)
-    assert {s: sorted(p.name for p in (bucket["out"] / s).iterdir()) for s in streams.STREAMS} == before
+    assert {s: sorted(p.name for p in (bucket["out"] / s).iterdir()) for s in contract.STREAMS} == before
 
 
 def test_prometheus_reports_the_labels_the_backfill_writes(live_stack):
     """The running Prometheus's external labels are what the blocks say (same file, same labels)."""
     cfg = requests.get(f"{live_stack.prom}/api/v1/status/config", timeout=10).json()["data"]["yaml"]
     running = yaml.safe_load(cfg)["global"]["external_labels"]
-    assert running == streams.stream_labels(streams.RAW)
+    assert running == streams.stream_labels(contract.RAW_STREAM)

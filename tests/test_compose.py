@@ -21,11 +21,12 @@ import pytest
 import requests
 import yaml
 
-from backfill.__main__ import upload_commands
+from backfill.api import upload_commands
 from backfill.ingest import Target
-from homewatt import promconfig, streams
+from homewatt import contract, promconfig, streams
 from homewatt.config import REPO
-from homewatt.supervisor import Service, Supervisor, free_port, http_ok
+from homewatt.procs import free_port, http_ok
+from stack.supervisor import Service, Supervisor
 
 COMPOSE = REPO / "docker-compose.yml"
 MOUNT = "/etc/homewatt"  # where compose mounts the repository's config folders
@@ -200,15 +201,15 @@ def test_each_rule_file_runs_once_in_the_stack(services):
 
 def test_stream_labels_selectors_and_retention_fit_together(services):
     compose_config = promconfig.COMPOSE
-    raw = streams.stream_labels(streams.RAW, compose_config)
-    quarter = streams.stream_labels(streams.QUARTER, compose_config)
+    raw = streams.stream_labels(contract.RAW_STREAM, compose_config)
+    quarter = streams.stream_labels(contract.QUARTER_STREAM, compose_config)
     ruler = flags(command(services["thanos-ruler"]))
     assert sorted(f"--label={v}" for v in ruler["label"]) == streams.label_flags(quarter)
     query = flags(command(services["thanos-query"]))
-    assert query["query.replica-label"] == [streams.STREAM_LABEL]
+    assert query["query.replica-label"] == [contract.STREAM_LABEL]
     # The two streams differ by the replica label only, so Query merges them into one series set.
-    assert {k: v for k, v in raw.items() if k != streams.STREAM_LABEL} == {
-        k: v for k, v in quarter.items() if k != streams.STREAM_LABEL
+    assert {k: v for k, v in raw.items() if k != contract.STREAM_LABEL} == {
+        k: v for k, v in quarter.items() if k != contract.STREAM_LABEL
     }
     endpoints = {e.split(":")[0] for e in query["endpoint"]}
     assert endpoints == {"thanos-sidecar", "thanos-store", "thanos-ruler"}
@@ -224,14 +225,14 @@ def test_stream_labels_selectors_and_retention_fit_together(services):
         args = flags(command(s))
         (sel,) = args["selector.relabel-config-file"]
         (rule,) = yaml.safe_load(repo_path(sel, s).read_text())
-        assert rule["action"] == "keep" and rule["source_labels"] == [streams.STREAM_LABEL]
-        kept = [st for st in streams.STREAMS if re.fullmatch(rule["regex"], st)]
+        assert rule["action"] == "keep" and rule["source_labels"] == [contract.STREAM_LABEL]
+        kept = [st for st in contract.STREAMS if re.fullmatch(rule["regex"], st)]
         assert len(kept) == 1, name
         selected[kept[0]] = args
         assert "compact.enable-vertical-compaction" in args  # overlaps merge instead of halting
         assert "wait" in args
-    assert set(selected) == set(streams.STREAMS)  # each stream has exactly one compactor
-    raw_args, quarter_args = selected[streams.RAW], selected[streams.QUARTER]
+    assert set(selected) == set(contract.STREAMS)  # each stream has exactly one compactor
+    raw_args, quarter_args = selected[contract.RAW_STREAM], selected[contract.QUARTER_STREAM]
     # Raw 1 s data outlives the partner's 30-day window (with catch-up), not three years.
     assert 31 <= days(raw_args["retention.resolution-raw"][0]) < 365
     assert days(raw_args["retention.resolution-5m"][0]) >= THREE_YEARS_DAYS
@@ -254,8 +255,8 @@ def test_every_thanos_flag_is_listed_with_its_documentation(services):
         assert not unlisted, (name, unlisted)
         assert f"/{version.rsplit('.', 1)[0]}/" in components[component]["doc"]
     target = Target(Path("/data/bucket-outbox"), per_stream=True)
-    labels = {st: streams.stream_labels(st) for st in streams.STREAMS}
-    for cmd in upload_commands(target, "/etc/homewatt/thanos/objstore.s3.yml", labels):
+    labels = {st: streams.stream_labels(st) for st in contract.STREAMS}
+    for cmd in upload_commands(target, Path("/etc/homewatt/thanos/objstore.s3.yml"), labels):
         component = " ".join(cmd[1:4])
         assert set(flags(cmd)) <= set(components[component]["flags"]), cmd
 
@@ -337,7 +338,7 @@ def test_the_compose_prometheus_config_runs_in_a_real_prometheus(tmp_path):
         loaded = yaml.safe_load(
             requests.get(f"{url}/api/v1/status/config", timeout=10).json()["data"]["yaml"]
         )
-        assert loaded["global"]["external_labels"] == streams.stream_labels(streams.RAW)
+        assert loaded["global"]["external_labels"] == streams.stream_labels(contract.RAW_STREAM)
         deadline = time.monotonic() + 30
         targets: list[dict[str, Any]] = []
         while not targets and time.monotonic() < deadline:  # discovery runs just after startup

@@ -17,7 +17,7 @@ from exporter.render import FleetRenderer
 from exporter.server import MetricsApp, serve
 from homewatt import loadmodel
 from homewatt.meter import Ledger, counter
-from homewatt.supervisor import free_port
+from homewatt.procs import free_port
 
 
 def parse(text: str) -> dict[str, dict[str, float]]:

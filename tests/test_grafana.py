@@ -15,17 +15,17 @@ import numpy as np
 import pytest
 import yaml
 
-from backfill.__main__ import backfill as run_backfill
-from backfill.__main__ import parser as backfill_parser
+from backfill.__main__ import options_from_argv
+from backfill.api import backfill as run_backfill
 from backfill.run import wait_for_history
 from homewatt import loadmodel, promapi
 from homewatt.config import REPO, Settings
 from homewatt.fleet import load_fleet
 from homewatt.meter import Ledger, counter
-from homewatt.stack import Stack
-from homewatt.supervisor import Supervisor
-from homewatt.up import wait_for_live_data
 from partner_job.push import push_breakdown
+from stack.__main__ import wait_for_live_data
+from stack.services import Stack
+from stack.supervisor import Supervisor
 
 from . import grafana_emulation as ge
 from .conftest import serve_blocks, stack_env, write_fleet
@@ -81,7 +81,7 @@ def data(tmp_path_factory):
             sup.run(service)
         wait_for_live_data(settings.prometheus_url, 1)
         summary = run_backfill(
-            backfill_parser().parse_args(
+            options_from_argv(
                 [
                     "--data",
                     str(settings.data),
@@ -252,7 +252,7 @@ def test_history_before_the_raw_window_reads_the_same_from_the_quarter_stream_al
     bucket = root / "bucket"
     end = dt.datetime.fromtimestamp(plan.live_start, dt.UTC).isoformat()
     run_backfill(
-        backfill_parser().parse_args(
+        options_from_argv(
             [
                 "--data",
                 str(root / "bucket-data"),

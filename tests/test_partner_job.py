@@ -14,18 +14,18 @@ import numpy as np
 import pytest
 import requests
 
-from backfill.__main__ import backfill as run_backfill
-from backfill.__main__ import parser as backfill_parser
+from backfill.__main__ import options_from_argv
+from backfill.api import backfill as run_backfill
 from homewatt import loadmodel, promapi
-from homewatt.config import REPO, Settings
+from homewatt.config import REPO, Settings, read_token
 from homewatt.fleet import load_fleet
-from homewatt.stack import Stack
-from homewatt.supervisor import Supervisor
+from homewatt.window import Window, fire_times
 from partner_job import fetch, job
 from partner_job.client import PartnerClient
 from partner_job.outbox import Outbox
 from partner_job.scheduler import Scheduler, State
-from partner_job.window import Window, fire_times
+from stack.services import Stack
+from stack.supervisor import Supervisor
 
 from .conftest import stack_env, write_fleet
 
@@ -81,16 +81,16 @@ class Clock:
 def test_the_token_comes_from_the_environment_or_a_file_never_empty(tmp_path):
     secret = tmp_path / "partner_token"
     secret.write_text("s3cret\n")
-    assert job.read_token({"PARTNER_TOKEN_FILE": str(secret)}) == "s3cret"
-    assert job.read_token({"PARTNER_TOKEN": "direct", "PARTNER_TOKEN_FILE": str(secret)}) == "direct"
+    assert read_token({"PARTNER_TOKEN_FILE": str(secret)}) == "s3cret"
+    assert read_token({"PARTNER_TOKEN": "direct", "PARTNER_TOKEN_FILE": str(secret)}) == "direct"
     secret.write_text("")  # a compose secret made from an unset PARTNER_TOKEN
     with pytest.raises(RuntimeError, match="is empty: no partner token"):
-        job.read_token({"PARTNER_TOKEN_FILE": str(secret)})
+        read_token({"PARTNER_TOKEN_FILE": str(secret)})
     with pytest.raises(RuntimeError, match="no partner token"):
-        job.read_token({})
+        read_token({})
     # The reference partner refuses to start on it, so compose's healthcheck keeps the scheduler from starting.
     proc = subprocess.run(
-        [sys.executable, "-m", "partner_job.reference_partner", "--listen", "127.0.0.1:1"],
+        [sys.executable, "-m", "reference_partner", "--listen", "127.0.0.1:1"],
         env={**os.environ, "PARTNER_TOKEN": "", "PARTNER_TOKEN_FILE": str(secret)},
         capture_output=True,
         text=True,
@@ -155,7 +155,7 @@ def stack(tmp_path_factory):
     data = root / "data"
     end = "2026-11-29T23:30:00+00:00"  # raw data covers the whole window ending MIDNIGHT
     run_backfill(
-        backfill_parser().parse_args(
+        options_from_argv(
             [
                 "--data",
                 str(data),
@@ -321,9 +321,15 @@ def test_killed_between_send_and_push_then_restarted(stack):
     pushgw = settings.pushgateway_url
     requests.delete(f"{pushgw}/metrics/job/partner_job/sensor/s-006", timeout=5)
     cmd = [sys.executable, "-m", "partner_job", "run", "--at", "2026-11-26T00:00:00+01:00", "--no-progress"]
+    # The job dies the moment it would push: after the partner answered, before the gauges.
+    die_at_push = (
+        "import os, sys, partner_job.job as job, partner_job.__main__ as cli; "
+        "job.push_breakdown = lambda *a, **k: os._exit(17); "
+        "sys.exit(cli.main(sys.argv[1:]))"
+    )
     crash = subprocess.run(
-        cmd,
-        env={**os.environ, **env, "PARTNER_JOB_FAULT": "exit-after-send"},
+        [sys.executable, "-c", die_at_push, *cmd[3:]],
+        env={**os.environ, **env},
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -402,7 +408,7 @@ def test_reference_partner_honours_the_api(stack):
 
 
 def test_reference_partner_breakdown_is_deterministic_and_finds_the_water_heater():
-    from partner_job.disaggregate import breakdown
+    from reference_partner.disaggregate import breakdown
 
     s = load_fleet().get("s-001")
     window = Window.ending(dt.datetime(2026, 2, 1, tzinfo=PARIS))
@@ -422,7 +428,7 @@ def test_reference_partner_breakdown_is_deterministic_and_finds_the_water_heater
 
 def test_score_prints_the_error_per_usage():
     out = subprocess.run(
-        [sys.executable, "-m", "partner_job.score", "--ends", "2026-02-01"],
+        [sys.executable, "-m", "reference_partner.score", "--ends", "2026-02-01"],
         capture_output=True,
         text=True,
         cwd=REPO,

@@ -21,7 +21,7 @@ import pytest
 from homewatt import loadmodel, promapi
 from homewatt.config import REPO, hostport
 from homewatt.fleet import Sensor, load_fleet
-from homewatt.supervisor import port_in_use
+from homewatt.procs import port_in_use
 
 from .conftest import metered_second, stack_env, write_fleet
 
@@ -57,7 +57,7 @@ def start_up(env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str], flo
     """Start the runner like a terminal would and read its output until it says it is up."""
     start = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "homewatt.up"],
+        [sys.executable, "-m", "stack"],
         cwd=REPO,
         env={**os.environ, **env},
         stdout=subprocess.PIPE,
@@ -173,7 +173,7 @@ def test_up_refuses_a_busy_port(tmp_path):
         busy.bind((host, port))
         busy.listen()
         out = subprocess.run(
-            [sys.executable, "-m", "homewatt.up"],
+            [sys.executable, "-m", "stack"],
             cwd=REPO,
             env={**os.environ, **env},
             capture_output=True,

@@ -9,50 +9,18 @@ SIGTERM, then SIGKILL after a grace period, in reverse start order.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import requests
+from homewatt.procs import WaitTimeout, die_with_parent, port_in_use, wait_until
 
 log = logging.getLogger(__name__)
-
-_PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent() -> None:
-    """Ask the kernel to SIGTERM this process when its parent dies (Linux), so nothing is orphaned."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def http_ok(url: str) -> Callable[[], bool]:
-    def check() -> bool:
-        try:
-            return requests.get(url, timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    return check
-
-
-def port_in_use(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex((host, port)) == 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -100,19 +68,19 @@ class Supervisor:
         log.info("started %s (pid %d)", service.name, service.process.pid)
 
     def wait_ready(self, service: Service) -> None:
-        deadline = time.monotonic() + service.ready_timeout
-        assert service.process is not None
-        while time.monotonic() < deadline:
-            if service.process.poll() is not None:
-                raise StartError(
-                    f"{service.name} exited with {service.process.returncode}:\n{self.tail(service)}"
-                )
-            if service.ready():
-                return
-            time.sleep(0.2)
-        raise StartError(
-            f"{service.name} not ready after {service.ready_timeout:.0f} s:\n{self.tail(service)}"
-        )
+        process = service.process
+        if process is None:
+            raise StartError(f"{service.name} was never started")
+
+        def ready() -> bool:
+            if process.poll() is not None:
+                raise StartError(f"{service.name} exited with {process.returncode}:\n{self.tail(service)}")
+            return service.ready()
+
+        try:
+            wait_until(ready, service.ready_timeout, f"{service.name} ready", interval=0.2)
+        except WaitTimeout as exc:
+            raise StartError(f"{exc}:\n{self.tail(service)}") from None
 
     def run(self, service: Service) -> None:
         self.start(service)

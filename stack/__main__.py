@@ -1,4 +1,4 @@
-"""`make up`: run the native homewatt stack until Ctrl-C.
+"""`make up` (python -m stack): run the native homewatt stack until Ctrl-C.
 
 Starts the Pushgateway, the exporter and Prometheus (with the recording rules),
 waits until every sensor's live power is queryable in Prometheus, backfills the
@@ -17,17 +17,17 @@ import sys
 import time
 import urllib.parse
 
-from backfill.__main__ import backfill, parser
+from backfill.api import Options, backfill
 from backfill.run import BackfillError, Summary, wait_for_history
 from homewatt import promapi
 from homewatt.config import Settings
+from homewatt.contract import POWER
 from homewatt.fleet import FleetError, load_fleet
-from homewatt.stack import Stack
-from homewatt.supervisor import StartError, Supervisor
+from homewatt.procs import WaitTimeout, wait_until
+from stack.services import Stack
+from stack.supervisor import StartError, Supervisor
 
-log = logging.getLogger("homewatt.up")
-
-LIVE_QUERY = "elec_power_watts"
+log = logging.getLogger("stack")
 
 
 class Stop(Exception):
@@ -41,25 +41,23 @@ def _raise_stop(signum: int, _frame: object) -> None:
 def wait_for_live_data(prometheus_url: str, sensors: int, timeout: float = 30.0) -> float:
     """Seconds until every sensor has a power sample no older than 2 s in Prometheus."""
     start = time.monotonic()
-    expr = f"count(time() - timestamp({LIVE_QUERY}) <= 2)"
-    while time.monotonic() - start < timeout:
-        try:
-            got = promapi.query(prometheus_url, expr)
-            if got and int(float(got[0]["value"][1])) >= sensors:
-                return time.monotonic() - start
-        except promapi.PromError:
-            pass
-        time.sleep(0.5)
-    raise StartError(f"Prometheus shows no fresh power for all {sensors} sensors after {timeout:.0f} s")
+    expr = f"count(time() - timestamp({POWER.name}) <= 2)"
+
+    def all_fresh() -> bool:
+        got = promapi.query(prometheus_url, expr)
+        return bool(got) and int(float(got[0]["value"][1])) >= sensors
+
+    try:
+        wait_until(all_fresh, timeout, f"fresh power for all {sensors} sensors", errors=(promapi.PromError,))
+    except WaitTimeout as exc:
+        raise StartError(f"Prometheus at {prometheus_url} shows no {exc}") from None
+    return time.monotonic() - start
 
 
 def backfill_history(settings: Settings) -> Summary:
     """Backfill once: the first start writes the history, later starts find it done."""
-    argv = ["--data", str(settings.data), "--prometheus-url", settings.prometheus_url]
-    if settings.fleet:
-        argv += ["--fleet", settings.fleet]
     log.info("backfilling history (first start only; later starts skip it) ...")
-    return backfill(parser().parse_args(argv))
+    return backfill(Options(data=settings.data, fleet=settings.fleet, prometheus_url=settings.prometheus_url))
 
 
 def graph_link(prometheus_url: str, expr: str, range_input: str = "15m") -> str:

@@ -1,4 +1,4 @@
-"""python -m partner_job.score: how good is the reference partner's breakdown?
+"""python -m reference_partner.score: how good is the reference partner's breakdown?
 
 For every sensor of the fleet and a few 30-day windows across the seasons, the
 minute Wh the job would send are computed from the model (no Prometheus
@@ -17,8 +17,8 @@ import numpy as np
 
 from homewatt import loadmodel
 from homewatt.fleet import load_fleet
-from partner_job.disaggregate import breakdown
-from partner_job.window import Window, midnight
+from homewatt.window import Window, midnight
+from reference_partner.disaggregate import breakdown
 
 DEFAULT_ENDS = ["2026-02-01", "2026-05-01", "2026-08-01", "2026-11-01"]
 
@@ -34,7 +34,7 @@ def truth_and_guess(sensor, window: Window) -> tuple[dict[str, float], dict[str,
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m partner_job.score", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m reference_partner.score", description=__doc__)
     ap.add_argument("--fleet", help="fleet file (default: the bundled fleet)")
     ap.add_argument("--ends", nargs="+", default=DEFAULT_ENDS, help="window end dates (local midnights)")
     args = ap.parse_args(argv)

@@ -1,10 +1,10 @@
-"""python -m partner_job.reference_partner: a stand-in for the partner that honours its API.
+"""python -m reference_partner: a stand-in for the partner that honours its API.
 
 POST /v1/breakdowns as DESIGN.md fixes it: bearer token (401), JSON body, gzip
 allowed, payload checked (400 malformed, 422 invalid, problem+json), 413 when
 too large, Idempotency-Key required, the same key with another body 409, the
 same key and body the same answer.  The breakdown comes from
-partner_job.disaggregate, which sees only the minute values.
+reference_partner.disaggregate, which sees only the minute values.
 
 For tests, POST /_faults (same token) makes the next `count` answers fail:
 {"mode": "429" | "503" | "500" | "slow" | "nonsense" | "none", "count": 2,
@@ -25,11 +25,11 @@ import os
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from homewatt.serving import serve_until_stopped
-from partner_job.disaggregate import breakdown
+from homewatt.config import read_token
+from homewatt.httpserver import Handler, Server, serve_until_stopped
+from reference_partner.disaggregate import breakdown
 
 log = logging.getLogger("reference_partner")
 
@@ -122,120 +122,105 @@ def parse_payload(body: bytes) -> dict[str, Any]:
     return p
 
 
-def make_handler(partner: Partner) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+FAULT_MODES = ("429", "503", "500", "slow", "nonsense", "none")
 
-        def do_POST(self) -> None:  # noqa: N802
-            try:
-                body = self._body()
-                self._check_auth()
-                if self.path == "/_faults":
-                    self._set_faults(body)
-                elif self.path == "/v1/breakdowns":
-                    self._breakdown(body)
-                else:
-                    raise Problem(404, "Not Found", f"no resource {self.path}")
-            except Problem as p:
-                self._problem(p)
 
-        def do_GET(self) -> None:  # noqa: N802
-            if self.path == "/healthz":
-                self._json(200, {"ok": True, "requests": partner.requests})
+class PartnerHandler(Handler):
+    """The partner's HTTP API; `partner` is set on the subclass that serve() makes."""
+
+    protocol_version = "HTTP/1.1"
+    log = log
+    access_level = logging.INFO
+    partner: Partner
+
+    def do_POST(self) -> None:  # noqa: N802
+        try:
+            body = self._body()
+            self._check_auth()
+            if self.path == "/_faults":
+                self._set_faults(body)
+            elif self.path == "/v1/breakdowns":
+                self._breakdown(body)
             else:
-                self._problem(Problem(404, "Not Found", f"no resource {self.path}"))
+                raise Problem(404, "Not Found", f"no resource {self.path}")
+        except Problem as p:
+            self._problem(p)
 
-        def _body(self) -> bytes:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                self.rfile.read(length)
-                raise Problem(413, "Payload Too Large", f"body of {length} bytes, at most {MAX_BODY}")
-            raw = self.rfile.read(length)
-            if self.headers.get("Content-Encoding", "").lower() == "gzip":
-                try:
-                    with gzip.GzipFile(fileobj=io.BytesIO(raw)) as gz:
-                        raw = gz.read(MAX_BODY + 1)
-                except OSError as exc:
-                    raise Problem(400, "Bad Request", f"body is not valid gzip: {exc}") from exc
-                if len(raw) > MAX_BODY:
-                    raise Problem(413, "Payload Too Large", f"body over {MAX_BODY} bytes once decompressed")
-            return raw
+    def do_GET(self) -> None:  # noqa: N802
+        if self.path == "/healthz":
+            self.reply_json(200, {"ok": True, "requests": self.partner.requests})
+        else:
+            self._problem(Problem(404, "Not Found", f"no resource {self.path}"))
 
-        def _check_auth(self) -> None:
-            if self.headers.get("Authorization", "") != f"Bearer {partner.token}":
-                raise Problem(401, "Unauthorized", "missing or wrong bearer token")
-
-        def _set_faults(self, body: bytes) -> None:
+    def _body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self.rfile.read(length)
+            raise Problem(413, "Payload Too Large", f"body of {length} bytes, at most {MAX_BODY}")
+        raw = self.rfile.read(length)
+        if self.headers.get("Content-Encoding", "").lower() == "gzip":
             try:
-                fault = json.loads(body)
-                assert fault.get("mode") in ("429", "503", "500", "slow", "nonsense", "none")
-            except Exception as exc:
-                raise Problem(400, "Bad Request", f"bad fault spec: {exc}") from exc
-            with partner.lock:
-                partner.fault = {"count": 1, "retry_after": 1, "delay": 3, **fault}
-            self._json(200, partner.fault)
+                with gzip.GzipFile(fileobj=io.BytesIO(raw)) as gz:
+                    raw = gz.read(MAX_BODY + 1)
+            except OSError as exc:
+                raise Problem(400, "Bad Request", f"body is not valid gzip: {exc}") from exc
+            if len(raw) > MAX_BODY:
+                raise Problem(413, "Payload Too Large", f"body over {MAX_BODY} bytes once decompressed")
+        return raw
 
-        def _breakdown(self, body: bytes) -> None:
-            if not self.headers.get("Content-Type", "").startswith("application/json"):
-                raise Problem(400, "Bad Request", "Content-Type must be application/json")
-            key = self.headers.get("Idempotency-Key")
-            if not key:
-                raise Problem(400, "Bad Request", "Idempotency-Key header is required")
-            fault = partner.take_fault()
-            if fault and fault["mode"] in ("429", "503"):
-                self._problem(
-                    Problem(int(fault["mode"]), "Slow Down", "injected fault"),
-                    {"Retry-After": str(fault["retry_after"])},
-                )
-                return
-            if fault and fault["mode"] == "500":
-                raise Problem(500, "Internal Server Error", "injected fault")
-            if fault and fault["mode"] == "slow":
-                time.sleep(float(fault["delay"]))
-            answer = partner.answer(key, body)
-            if fault and fault["mode"] == "nonsense":
-                answer = {
-                    **answer,
-                    "usages": [{"usage": "fridge", "share": 0.7}, {"usage": "other", "share": 0.7}],
-                }
-            self._json(200, answer)
+    def _check_auth(self) -> None:
+        if self.headers.get("Authorization", "") != f"Bearer {self.partner.token}":
+            raise Problem(401, "Unauthorized", "missing or wrong bearer token")
 
-        def _json(
-            self,
-            status: int,
-            doc: Any,
-            ctype: str = "application/json",
-            headers: dict[str, str] | None = None,
-        ) -> None:
-            data = json.dumps(doc).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(data)))
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(data)
+    def _set_faults(self, body: bytes) -> None:
+        try:
+            fault = json.loads(body)
+        except ValueError as exc:
+            raise Problem(400, "Bad Request", f"bad fault spec: {exc}") from exc
+        if not isinstance(fault, dict) or fault.get("mode") not in FAULT_MODES:
+            raise Problem(400, "Bad Request", f"bad fault spec: mode must be one of {', '.join(FAULT_MODES)}")
+        with self.partner.lock:
+            self.partner.fault = {"count": 1, "retry_after": 1, "delay": 3, **fault}
+        self.reply_json(200, self.partner.fault)
 
-        def _problem(self, p: Problem, headers: dict[str, str] | None = None) -> None:
-            doc = {"type": "about:blank", "title": p.title, "status": p.status, "detail": p.detail}
-            self._json(p.status, doc, "application/problem+json", headers)
+    def _breakdown(self, body: bytes) -> None:
+        if not self.headers.get("Content-Type", "").startswith("application/json"):
+            raise Problem(400, "Bad Request", "Content-Type must be application/json")
+        key = self.headers.get("Idempotency-Key")
+        if not key:
+            raise Problem(400, "Bad Request", "Idempotency-Key header is required")
+        fault = self.partner.take_fault()
+        if fault and fault["mode"] in ("429", "503"):
+            self._problem(
+                Problem(int(fault["mode"]), "Slow Down", "injected fault"),
+                {"Retry-After": str(fault["retry_after"])},
+            )
+            return
+        if fault and fault["mode"] == "500":
+            raise Problem(500, "Internal Server Error", "injected fault")
+        if fault and fault["mode"] == "slow":
+            time.sleep(float(fault["delay"]))
+        answer = self.partner.answer(key, body)
+        if fault and fault["mode"] == "nonsense":
+            answer = {
+                **answer,
+                "usages": [{"usage": "fridge", "share": 0.7}, {"usage": "other", "share": 0.7}],
+            }
+        self.reply_json(200, answer)
 
-        def log_message(self, fmt: str, *args: object) -> None:
-            log.info(fmt, *args)
-
-    return Handler
+    def _problem(self, p: Problem, headers: dict[str, str] | None = None) -> None:
+        doc = {"type": "about:blank", "title": p.title, "status": p.status, "detail": p.detail}
+        self.reply_json(p.status, doc, "application/problem+json", headers)
 
 
-def serve(token: str, host: str, port: int) -> ThreadingHTTPServer:
-    ThreadingHTTPServer.daemon_threads = True
-    return ThreadingHTTPServer((host, port), make_handler(Partner(token)))
+def serve(token: str, host: str, port: int) -> Server:
+    handler = type("BoundPartnerHandler", (PartnerHandler,), {"partner": Partner(token)})
+    return Server((host, port), handler)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from partner_job.job import read_token
-
     ap = argparse.ArgumentParser(
-        prog="python -m partner_job.reference_partner",
+        prog="python -m reference_partner",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

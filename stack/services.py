@@ -15,7 +15,8 @@ from pathlib import Path
 
 from homewatt import promconfig
 from homewatt.config import REPO, Settings, hostport
-from homewatt.supervisor import Service, http_ok
+from homewatt.procs import http_ok
+from stack.supervisor import Service
 
 # Prometheus keeps raw data at least as long as the 3-year history plus the raw backfill.
 RETENTION = "1200d"
@@ -115,7 +116,7 @@ class Stack:
         host, port = hostport(self.settings.partner_url)
         return Service(
             name="partner",
-            argv=[sys.executable, "-m", "partner_job.reference_partner", "--listen", f"{host}:{port}"],
+            argv=[sys.executable, "-m", "reference_partner", "--listen", f"{host}:{port}"],
             listen=(host, port),
             ready=http_ok(f"{self.settings.partner_url}/healthz"),
             env=self.partner_env(),
