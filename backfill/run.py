@@ -56,7 +56,7 @@ class Summary:
             return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
 
         p = self.plan
-        where = self.target.root
+        where = str(self.target.root)
         if self.target.per_stream:
             where = ", ".join(str(d) for d in self.target.dirs())
         upload = []

@@ -122,7 +122,7 @@ def _params(sensors: tuple[Sensor, ...]) -> _Params:
     return _Params(sensors)
 
 
-def _window(sod: np.ndarray, start: np.ndarray, dur: np.ndarray) -> np.ndarray:
+def _window(sod: np.ndarray, start: np.ndarray | int, dur: np.ndarray | int) -> np.ndarray:
     return (sod >= start) & (sod < start + dur)
 
 
@@ -269,9 +269,8 @@ def _synthetic(group: tuple[Sensor, ...], t: np.ndarray) -> dict[str, np.ndarray
     lt = local_seconds(group[0].timezone, t)
     lday = lt // DAY
     for day in np.unique(lday):
-        sel = np.flatnonzero(lday == day)
-        if sel.size == t.size:
-            sel = slice(None)
+        idx = np.flatnonzero(lday == day)
+        sel: np.ndarray | slice = slice(None) if idx.size == t.size else idx
         parts = _day(p, int(day), t[sel].reshape(1, -1), (lt[sel] - day * DAY).reshape(1, -1))
         for k, v in parts.items():
             out[k][:, sel] = np.rint(v)

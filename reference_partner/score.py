@@ -28,7 +28,8 @@ def truth_and_guess(sensor, window: Window) -> tuple[dict[str, float], dict[str,
     parts = loadmodel.components(sensor, seconds)
     total = float(sum(v.sum() for v in parts.values()))
     truth = {k: float(v.sum()) / total for k, v in parts.items()}
-    minute_wh = sum(parts.values())[0].reshape(-1, 60).sum(axis=1) / 3600.0
+    power = np.sum(list(parts.values()), axis=0)
+    minute_wh = power[0].reshape(-1, 60).sum(axis=1) / 3600.0
     guess, _ = breakdown(window.start_utc(), minute_wh.tolist())
     return truth, guess
 

@@ -110,23 +110,22 @@ def test_quarter_stream_alone_holds_exact_quarters_and_day_totals(bucket):
         ):
             assert promapi.query(prom, f"count_over_time({name}[30d])", at=END_TS) == [], name
         # The counter every quarter-hour and the 15m series, on the calendar, across the raw start.
-        got = promapi.query(prom, "elec_energy_joules_total[2d]", at=END_TS)
-        for r in got:
+        for r in promapi.query(prom, "elec_energy_joules_total[2d]", at=END_TS):
             ts = [int(float(t)) for t, _ in r["values"]]
             assert all(t % QUARTER_HOUR == 0 for t in ts) and np.all(np.diff(ts) == QUARTER_HOUR)
         # 31 May straddles the raw start (00:07:13): its first minutes come from the history.
         may31 = int(dt.datetime(2026, 5, 31, tzinfo=dt.UTC).timestamp())
         assert may31 < plan.raw_start < may31 + 86400
         for day in (dt.date(2026, 5, 31), dt.date(2026, 5, 20)):
-            d0, d1, got = day_totals(prom, day)
+            d0, d1, totals = day_totals(prom, day)
             for s in fleet.sensors:
                 exact = int(loadmodel.power(s, np.arange(d0, d1)).sum())
-                assert got["increase"][s.id] == exact == got["quarters"][s.id], (day, s.id)
-                assert got["count"][s.id] == 96
+                assert totals["increase"][s.id] == exact == totals["quarters"][s.id], (day, s.id)
+                assert totals["count"][s.id] == 96
         # The counter at the raw start's quarter, read from this stream only, is the meter's.
         q = -(-plan.raw_start // QUARTER_HOUR) * QUARTER_HOUR
-        got = promapi.by_label(promapi.query(prom, "elec_energy_joules_total", at=q))
-        assert [got[s.id] for s in fleet.sensors] == list(counter(ledger, [q])[:, 0])
+        at_q = promapi.by_label(promapi.query(prom, "elec_energy_joules_total", at=q))
+        assert [at_q[s.id] for s in fleet.sensors] == list(counter(ledger, [q])[:, 0])
 
 
 def test_raw_stream_alone_holds_the_seconds_and_minutes(bucket):

@@ -20,7 +20,7 @@ def test_default_fleet_has_five_modelled_homes_and_one_real():
     with_heater = [s for s in modelled if s.water_heater]
     assert 0 < len(with_heater) < 5
     (real,) = [s for s in fleet.sensors if s.replay]
-    assert real.replay.dataset == "uci-household"
+    assert real.replay is not None and real.replay.dataset == "uci-household"
     assert all(s.timezone == "Europe/Paris" for s in fleet.sensors)
 
 

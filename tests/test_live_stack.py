@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import time
 
@@ -20,6 +21,11 @@ def raw_samples(prom: str, expr: str, at: float) -> dict[str, list[tuple[float, 
     """{sensor: [(ts, value), ...]} of a range-vector selector evaluated at `at`."""
     data = promapi.query(prom, expr, at=at)
     return {r["metric"]["sensor"]: [(float(t), float(v)) for t, v in r["values"]] for r in data}
+
+
+def sensor_counter(ledger: Ledger, i: int, seconds: np.ndarray) -> np.ndarray:
+    """The i-th sensor's energy counter at each of `seconds`."""
+    return counter(ledger, seconds)[i]
 
 
 def test_rendered_config_passes_promtool(tmp_path):
@@ -46,12 +52,12 @@ def test_live_samples_equal_the_model_at_their_timestamps(live_stack):
         values = np.array([v for _, v in power[s.id]])
         assert len(ts) >= 9, f"{s.id}: only {len(ts)} samples in 10 s at a 1 s scrape"
         assert now - ts.max() <= 2.0, "the newest sample is at most 2 s old"
-        secs = metered_second(ts, values, lambda x, s=s: loadmodel.power(s, x))
+        secs = metered_second(ts, values, functools.partial(loadmodel.power, s))
         assert np.all(np.diff(secs) == 1), "one sample per second, none twice, none skipped"
         assert list(values) == list(loadmodel.power(s, secs).astype(float))
         ets = np.array([t for t, _ in energy[s.id]])
         evalues = np.array([v for _, v in energy[s.id]])
-        esecs = metered_second(ets, evalues, lambda x, i=i: counter(ledger, x)[i])
+        esecs = metered_second(ets, evalues, functools.partial(sensor_counter, ledger, i))
         assert list(evalues) == list(counter(ledger, esecs)[i].astype(float))
 
 
@@ -97,7 +103,7 @@ def test_one_minute_rules_match_the_model(live_stack):
         seen = raw_samples(prom, f'elec_power_watts{{sensor="{s.id}"}}[1m]', T)[s.id]
         ts = np.array([t for t, _ in seen])
         values = np.array([v for _, v in seen])
-        secs = metered_second(ts, values, lambda x, s=s: loadmodel.power(s, x))
+        secs = metered_second(ts, values, functools.partial(loadmodel.power, s))
         assert len(secs) >= 58, f"{s.id}: {len(secs)} samples in a 1 s-scraped minute"
         # Mean power over the samples in the window, as the model gives them.
         assert rec_avg == pytest.approx(loadmodel.power(s, secs).mean(), rel=1e-9)

@@ -52,7 +52,9 @@ def test_sub_meterings_are_the_ground_truth(real):
     rows = csv_rows(row_no, 60)
     t0 = real.replay.start_ts + 60 * row_no
     parts = loadmodel.components(real, t0 + 60 * np.arange(60))
-    assert np.array_equal(sum(parts.values())[0], loadmodel.power(real, t0 + 60 * np.arange(60)))
+    assert np.array_equal(
+        np.sum(list(parts.values()), axis=0)[0], loadmodel.power(real, t0 + 60 * np.arange(60))
+    )
     wh = {"cooking": "Sub_metering_1", "laundry": "Sub_metering_2", "water_heater": "Sub_metering_3"}
     for usage, column in wh.items():
         expected = [round(float(r[column]) * 60) for r in rows]

@@ -67,7 +67,13 @@ def start_up(env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str], flo
     )
     assert proc.stdout is not None
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x.rstrip()) for x in proc.stdout], daemon=True).start()
+    stdout = proc.stdout
+
+    def read_lines() -> None:
+        for line in stdout:
+            lines.put(line.rstrip())
+
+    threading.Thread(target=read_lines, daemon=True).start()
     seen: list[str] = []
     while time.monotonic() - start < 240:  # a first start backfills, then waits for Prometheus
         try:

@@ -1,0 +1,1 @@
+"""`make up`: the native stack — what runs, in what order, and how it is supervised."""
