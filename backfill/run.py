@@ -25,7 +25,7 @@ from backfill import generate
 from backfill.ingest import Ingester, Journal, Target
 from backfill.plan import HISTORY_BLOCK, RAW_BLOCK, Chunk, Plan
 from homewatt import loadmodel, promapi
-from homewatt.contract import DAY, MINUTE, QUARTER_HOUR
+from homewatt.contract import DAY, ENERGY, MINUTE, QUARTER_HOUR
 from homewatt.fleet import Sensor
 from homewatt.meter import Ledger, counter, fingerprint
 from homewatt.procs import die_with_parent
@@ -259,7 +259,7 @@ def wait_for_history(url: str, plan: Plan, sensors: int, timeout: float = 150.0)
     logged = False
     while time.monotonic() - start < timeout:
         try:
-            loaded = all(len(promapi.query(url, "elec_energy_joules_total", at=t)) >= sensors for t in checks)
+            loaded = all(len(promapi.query(url, ENERGY.name, at=t)) >= sensors for t in checks)
         except promapi.PromError:
             loaded = False
         if loaded:

@@ -31,13 +31,26 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as dm
 
+from homewatt.contract import (
+    AVG15M,
+    ENERGY,
+    INC15M,
+    PARTNER_LAST_SUCCESS,
+    PARTNER_WINDOW_END,
+    PARTNER_WINDOW_START,
+    POWER,
+    USAGE_ENERGY,
+    USAGE_SHARE,
+    Metric,
+)
+
 OUT = Path(__file__).resolve().parent / "dashboards"
 LIVE_DS = common.DataSourceRef(type_val="prometheus", uid="homewatt-prometheus")
 HISTORY_DS = common.DataSourceRef(type_val="prometheus", uid="homewatt-history")
 TZ = "Europe/Paris"
 
 S = '{sensor="$sensor"}'
-COUNTER = f"elec_energy_joules_total{S}"
+COUNTER = f"{ENERGY.name}{S}"
 
 
 def reading(at: str, offset: str = "") -> str:
@@ -102,8 +115,8 @@ def live() -> db.Dashboard:
         .time("now-15m", "now")
         .refresh("1s")
         .timepicker(db.TimePicker().refresh_intervals(["1s", "5s", "10s", "30s", "1m"]))
-        .with_variable(sensor_variable(LIVE_DS, "elec_power_watts"))
-        .with_panel(stat_panel(LIVE_DS, "Power now", f"elec_power_watts{S} / 1000", "kwatt", 2, h=6, w=6))
+        .with_variable(sensor_variable(LIVE_DS, POWER.name))
+        .with_panel(stat_panel(LIVE_DS, "Power now", f"{POWER.name}{S} / 1000", "kwatt", 2, h=6, w=6))
         .with_panel(
             stat_panel(LIVE_DS, "Energy today", today, "kwatth", 2, "now/d", h=6, w=6).description(
                 "Counter now minus counter at local midnight."
@@ -117,7 +130,7 @@ def live() -> db.Dashboard:
             timeseries.Panel()
             .title("Power, last 15 minutes, every second")
             .datasource(LIVE_DS)
-            .with_target(query(f"elec_power_watts{S} / 1000", "{{sensor}}", interval="1s"))
+            .with_target(query(f"{POWER.name}{S} / 1000", "{{sensor}}", interval="1s"))
             .interval("1s")
             .unit("kwatt")
             .time_from("now-15m")
@@ -129,8 +142,8 @@ def live() -> db.Dashboard:
 
 def history() -> db.Dashboard:
     step_window = "[$__interval] offset -${__interval}1ms"  # (t, t + step]: the step starting at t
-    quarter_kwh = f"sum_over_time(sensor:elec_energy_joules:increase15m{S}{step_window}) / 3.6e6"
-    mean_kw = f"avg_over_time(sensor:elec_power_watts:avg15m{S}[$__interval]) / 1000"
+    quarter_kwh = f"sum_over_time({INC15M.name}{S}{step_window}) / 3.6e6"
+    mean_kw = f"avg_over_time({AVG15M.name}{S}[$__interval]) / 1000"
     day_kwh = f"(last_over_time({COUNTER}[15m] offset -1d) - last_over_time({COUNTER}[15m])) / 3.6e6"
     d = (
         db.Dashboard("homewatt — History")
@@ -139,7 +152,7 @@ def history() -> db.Dashboard:
         .timezone(TZ)
         .week_start("monday")
         .time("now-30d", "now")
-        .with_variable(sensor_variable(HISTORY_DS, "elec_energy_joules_total"))
+        .with_variable(sensor_variable(HISTORY_DS, ENERGY.name))
         .with_panel(
             timeseries.Panel()
             .title("Mean power (kW)")
@@ -248,8 +261,8 @@ def latest(panel, title: str, expr: str, unit: str, legend: str = "", h: int = 4
 def usage() -> db.Dashboard:
     none_yet = "No breakdown yet: the partner's first answer for this sensor has not landed."
 
-    def stamp(name: str) -> str:
-        return f"partner_job_{name}_timestamp_seconds{S} * 1000"
+    def stamp(metric: Metric) -> str:
+        return f"{metric.name}{S} * 1000"
 
     return (
         db.Dashboard("homewatt — Usage breakdown")
@@ -257,12 +270,12 @@ def usage() -> db.Dashboard:
         .tags(["homewatt"])
         .timezone(TZ)
         .time("now-1h", "now")
-        .with_variable(sensor_variable(LIVE_DS, "elec_power_watts"))
+        .with_variable(sensor_variable(LIVE_DS, POWER.name))
         .with_panel(
             latest(
                 piechart.Panel().description(none_yet).no_value(none_yet),
                 "Partner's breakdown (share of the window's energy)",
-                f"elec_usage_share_ratio{S}",
+                f"{USAGE_SHARE.name}{S}",
                 "percentunit",
                 "{{usage}}",
                 h=10,
@@ -273,20 +286,20 @@ def usage() -> db.Dashboard:
             latest(
                 table.Panel().no_value(none_yet),
                 "kWh per usage over the window",
-                f"elec_usage_energy_joules{S} / 3.6e6",
+                f"{USAGE_ENERGY.name}{S} / 3.6e6",
                 "kwatth",
                 "{{usage}}",
                 h=10,
                 w=12,
             )
         )
-        .with_panel(latest(stat.Panel(), "Window start", stamp("window_start"), "dateTimeAsLocal"))
-        .with_panel(latest(stat.Panel(), "Window end", stamp("window_end"), "dateTimeAsLocal"))
+        .with_panel(latest(stat.Panel(), "Window start", stamp(PARTNER_WINDOW_START), "dateTimeAsLocal"))
+        .with_panel(latest(stat.Panel(), "Window end", stamp(PARTNER_WINDOW_END), "dateTimeAsLocal"))
         .with_panel(
             latest(
                 stat.Panel().description("When the breakdown was pushed.").no_value("not yet"),
                 "Landed",
-                stamp("last_success"),
+                stamp(PARTNER_LAST_SUCCESS),
                 "dateTimeFromNow",
             )
         )

@@ -18,6 +18,7 @@ import sys
 import urllib.parse
 
 from homewatt.config import Settings, read_token
+from homewatt.contract import USAGE_SHARE
 from homewatt.fleet import FleetError, load_fleet
 from homewatt.window import Window, fire_times
 from partner_job import job
@@ -65,7 +66,7 @@ def _report(settings: Settings, stats: job.Stats, what: str) -> None:
     print(stats.line(what))
     for p in stats.problems:
         print(f"  {p}")
-    q = urllib.parse.urlencode({"g0.expr": "elec_usage_share_ratio", "g0.tab": "1"})
+    q = urllib.parse.urlencode({"g0.expr": USAGE_SHARE.name, "g0.tab": "1"})
     print(f"  breakdowns: {settings.prometheus_url}/graph?{q}   outbox: {settings.data / 'outbox'}")
 
 

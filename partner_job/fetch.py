@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from homewatt import promapi
+from homewatt.contract import ENERGY, SENSOR
 from homewatt.window import Window
 
 MAX_POINTS = 10_000
@@ -23,7 +24,7 @@ def counter_readings(prom: str, sensor: str, window: Window, max_points: int = M
     """Counter (J) at start + 60 k for k = 0..minutes; NaN where no fresh sample."""
     n = window.minutes + 1
     out = np.full(n, np.nan)
-    expr = f'last_over_time(elec_energy_joules_total{{sensor="{sensor}"}}[{FRESH}])'
+    expr = f'last_over_time({ENERGY.name}{{{SENSOR}="{sensor}"}}[{FRESH}])'
     for first in range(0, n, max_points):
         last = min(n, first + max_points) - 1
         start = window.start_ts + 60 * first

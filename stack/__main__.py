@@ -21,7 +21,7 @@ from backfill.api import Options, backfill
 from backfill.run import BackfillError, Summary, wait_for_history
 from homewatt import promapi
 from homewatt.config import Settings
-from homewatt.contract import POWER
+from homewatt.contract import INC1M, INC15M, POWER, USAGE_SHARE
 from homewatt.fleet import FleetError, load_fleet
 from homewatt.procs import WaitTimeout, wait_until
 from stack.services import Stack
@@ -67,9 +67,9 @@ def graph_link(prometheus_url: str, expr: str, range_input: str = "15m") -> str:
 
 def summary(settings: Settings, stack: Stack, n_sensors: int, grafana: bool) -> str:
     p = settings.prometheus_url
-    per_minute = graph_link(p, "sensor:elec_energy_joules:increase1m / 3.6e6", "1h")
-    breakdown = graph_link(p, "elec_usage_share_ratio", "1h").replace("g0.tab=0", "g0.tab=1")
-    per_day = graph_link(p, "sum_over_time(sensor:elec_energy_joules:increase15m[1d]) / 3.6e6", "3y")
+    per_minute = graph_link(p, f"{INC1M.name} / 3.6e6", "1h")
+    breakdown = graph_link(p, USAGE_SHARE.name, "1h").replace("g0.tab=0", "g0.tab=1")
+    per_day = graph_link(p, f"sum_over_time({INC15M.name}[1d]) / 3.6e6", "3y")
     return "\n".join(
         [
             "",
@@ -83,7 +83,7 @@ def summary(settings: Settings, stack: Stack, n_sensors: int, grafana: bool) -> 
                 if grafana
                 else []
             ),
-            f"  Live power (kW), last 15 min:  {graph_link(p, 'elec_power_watts / 1000')}",
+            f"  Live power (kW), last 15 min:  {graph_link(p, f'{POWER.name} / 1000')}",
             f"  Energy per minute (kWh):       {per_minute}",
             f"  Energy per day (kWh), 3 years: {per_day}",
             f"  Prometheus UI:                 {p}/graph",

@@ -171,7 +171,7 @@ def test_every_config_path_in_a_command_is_a_repository_file(services):
 
 def test_prometheus_runs_the_generated_compose_config(services):
     assert promconfig.COMPOSE.read_text() == promconfig.compose_config(), (
-        "prometheus/prometheus.compose.yml is stale: run `python -m homewatt.promconfig`"
+        "prometheus/prometheus.compose.yml is stale: run `make generate`"
     )
     args = flags(command(services["prometheus"]))
     (config,) = args["config.file"]
