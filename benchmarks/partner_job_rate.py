@@ -64,7 +64,7 @@ def main() -> None:
         settings = Settings.from_env()
         stack = Stack(settings)
         with Supervisor(root / "logs") as sup:
-            for service in (stack.pushgateway(), stack.prometheus(), stack.partner()):
+            for service in (stack.pushgateway(), stack.prometheus(standalone=True), stack.partner()):
                 sup.run(service)
             window = Window.ending(at)
             outbox = Outbox(root / "outbox")

@@ -24,6 +24,8 @@ class Settings:
     partner_url: str
     exporter_listen: str
     grafana_url: str
+    history_url: str  # where history is read: Thanos Query (natively, 127.0.0.1:10902)
+    thanos_port_base: int  # the other Thanos components listen on the ports just above it
     data: Path
     fleet: str | None
 
@@ -36,6 +38,8 @@ class Settings:
             partner_url=env.get("PARTNER_URL", "http://127.0.0.1:8088").rstrip("/"),
             exporter_listen=env.get("EXPORTER_LISTEN", "127.0.0.1:9105"),
             grafana_url=env.get("GRAFANA_URL", "http://127.0.0.1:3000").rstrip("/"),
+            history_url=env.get("HISTORY_URL", "http://127.0.0.1:10902").rstrip("/"),
+            thanos_port_base=int(env.get("HOMEWATT_THANOS_PORT_BASE", "10903")),
             data=Path(env.get("HOMEWATT_DATA", "./data")).resolve(),
             fleet=env.get("HOMEWATT_FLEET") or None,
         )

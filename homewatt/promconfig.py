@@ -30,19 +30,24 @@ COMPOSE_ADDRESSES = {
     "pushgateway": "pushgateway:9091",
     "prometheus": "localhost:9090",
 }
-# Which rule files run where in the Docker stack (paths relative to prometheus/).
-COMPOSE_PROMETHEUS_RULES = ["../rules/homewatt-1m.rules.yml"]
+# Which rule files run where when Thanos runs (`make up`, the Docker stack; paths
+# relative to prometheus/): Prometheus the 1m group, the Ruler the rest.
+PROMETHEUS_RULES = ["../rules/homewatt-1m.rules.yml"]
 # The Ruler also copies the counter into the quarter stream (a rule Prometheus must not run).
 RULER_RULES = ["../rules/homewatt-15m.rules.yml", "../rules/ruler/homewatt-counter15m.rules.yml"]
 
 
-def render(addresses: dict[str, str], source: Path = SOURCE) -> dict[str, Any]:
+def render(
+    addresses: dict[str, str], source: Path = SOURCE, rule_files: list[str] | None = None
+) -> dict[str, Any]:
     """The config with each job's target replaced by `addresses[role]` (host:port).
 
-    Rule-file globs become absolute, so the result can be written anywhere.
+    Rule-file globs become absolute, so the result can be written anywhere;
+    `rule_files` (relative to prometheus/) replaces the file's own list.
     """
     doc = yaml.safe_load(source.read_text())
-    doc["rule_files"] = [str((source.parent / p).resolve()) for p in doc.get("rule_files", [])]
+    rules = doc.get("rule_files", []) if rule_files is None else rule_files
+    doc["rule_files"] = [str((source.parent / p).resolve()) for p in rules]
     for job in doc["scrape_configs"]:
         role = TARGET_JOBS.get(job["job_name"])
         if role is None or role not in addresses:
@@ -51,10 +56,12 @@ def render(addresses: dict[str, str], source: Path = SOURCE) -> dict[str, Any]:
     return doc
 
 
-def write(path: Path, addresses: dict[str, str], source: Path = SOURCE) -> Path:
+def write(
+    path: Path, addresses: dict[str, str], source: Path = SOURCE, rule_files: list[str] | None = None
+) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     header = f"# Generated from {source} by homewatt.promconfig: edit that file, not this one.\n"
-    path.write_text(header + yaml.safe_dump(render(addresses, source), sort_keys=False))
+    path.write_text(header + yaml.safe_dump(render(addresses, source, rule_files), sort_keys=False))
     return path
 
 
@@ -62,7 +69,7 @@ def compose_config() -> str:
     """prometheus/prometheus.compose.yml's text.  Compose mounts prometheus/ and rules/
     side by side, so the relative rule paths hold in the container and here alike."""
     doc = render(COMPOSE_ADDRESSES)
-    doc["rule_files"] = list(COMPOSE_PROMETHEUS_RULES)  # relative: they must hold in the container
+    doc["rule_files"] = list(PROMETHEUS_RULES)  # relative: they must hold in the container
     header = (
         "# Generated from prometheus.yml by `python -m homewatt.promconfig`: edit that file, not this one.\n"
         "# The Docker stack's Prometheus: container targets; the 15m rules run in the Thanos Ruler.\n"

@@ -55,14 +55,14 @@ def payload(sensor: str, window: Window, values: list[float | None]) -> dict:
 
 
 def prepare(settings: Settings, sensors: list[str], window: Window, outbox: Outbox, progress: bool) -> Stats:
-    """Read each sensor's window from Prometheus and write its payload to the outbox."""
+    """Read each sensor's window from the history (Thanos Query) and write its payload to the outbox."""
     stats = Stats()
     for sensor in tqdm(sensors, desc=f"fetch {window.end_date}", unit="sensor", disable=not progress):
         try:
-            readings = fetch.counter_readings(settings.prometheus_url, sensor, window)
+            readings = fetch.counter_readings(settings.history_url, sensor, window)
         except Exception as exc:  # one sensor's trouble never stops the others
-            stats.problems.append(f"{sensor}: cannot read Prometheus: {exc}")
-            log.error("%s: cannot read Prometheus: %s", sensor, exc)
+            stats.problems.append(f"{sensor}: cannot read the history at {settings.history_url}: {exc}")
+            log.error("%s: cannot read the history at %s: %s", sensor, settings.history_url, exc)
             continue
         entry = Entry(
             key=f"{sensor}:{window.end_date}",

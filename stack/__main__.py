@@ -1,12 +1,14 @@
 """`make up` (python -m stack): run the native homewatt stack until Ctrl-C.
 
-Starts the Pushgateway, the exporter and Prometheus (with the recording rules),
-waits until every sensor's live power is queryable in Prometheus, backfills the
-history right up to where live data starts (first start only), waits until
-Prometheus has loaded it, starts the reference partner and the nightly
-scheduler (which runs the last midnight at once when no breakdown exists yet),
-prints where to look, and on Ctrl-C (or SIGTERM) stops every child before
-exiting.
+Starts the Pushgateway, the exporter and Prometheus (the 1m rules), waits until
+every sensor's live power is queryable, starts the Thanos tier (sidecar, store
+gateway, Query, Ruler, the two compactors) on a directory bucket, backfills the
+history into that bucket right up to where live data starts (first start only),
+waits until Thanos Query serves it, starts the reference partner and the
+nightly scheduler (which runs the last midnight at once when no breakdown
+exists yet), prints where to look, and on Ctrl-C (or SIGTERM) stops every
+child before exiting.  While it runs it watches the compactors: a halted one
+is reported once, with the log to read.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import sys
 import time
 import urllib.parse
 
+import requests
+
 from backfill.api import Options, backfill
 from backfill.run import BackfillError, Summary, wait_for_history
 from homewatt import promapi
@@ -26,6 +30,7 @@ from homewatt.fleet import FleetError, load_fleet
 from homewatt.procs import WaitTimeout, wait_until
 from stack.services import Stack
 from stack.supervisor import StartError, Supervisor
+from stack.thanos import COMPACTORS, Thanos, ThanosMissing
 
 log = logging.getLogger("stack")
 
@@ -54,10 +59,33 @@ def wait_for_live_data(prometheus_url: str, sensors: int, timeout: float = 30.0)
     return time.monotonic() - start
 
 
-def backfill_history(settings: Settings) -> Summary:
-    """Backfill once: the first start writes the history, later starts find it done."""
-    log.info("backfilling history (first start only; later starts skip it) ...")
-    return backfill(Options(data=settings.data, fleet=settings.fleet, prometheus_url=settings.prometheus_url))
+def backfill_history(settings: Settings, thanos: Thanos) -> Summary:
+    """Backfill once into the bucket: the first start writes and uploads the history,
+    later starts find it done (the journal) and uploaded (the shipper's file)."""
+    log.info("backfilling history into the bucket (first start only; later starts skip it) ...")
+    return backfill(
+        Options(
+            data=settings.data,
+            fleet=settings.fleet,
+            prometheus_url=settings.prometheus_url,
+            bucket_dir=settings.data / "backfill",
+            objstore_config=thanos.objstore_config(),
+            upload=True,
+            thanos=thanos.binary,
+            prometheus_config=thanos.prometheus_config,
+        )
+    )
+
+
+def halted(url: str) -> bool:
+    """Whether the compactor serving metrics at `url` has halted (it then does nothing until restarted)."""
+    try:
+        text = requests.get(f"{url}/metrics", timeout=5).text
+    except requests.RequestException:
+        return False
+    return any(
+        line.split()[-1] == "1" for line in text.splitlines() if line.startswith("thanos_compact_halted ")
+    )
 
 
 def graph_link(prometheus_url: str, expr: str, range_input: str = "15m") -> str:
@@ -66,10 +94,10 @@ def graph_link(prometheus_url: str, expr: str, range_input: str = "15m") -> str:
 
 
 def summary(settings: Settings, stack: Stack, n_sensors: int, grafana: bool) -> str:
-    p = settings.prometheus_url
-    per_minute = graph_link(p, f"{INC1M.name} / 3.6e6", "1h")
+    p, q = settings.prometheus_url, settings.history_url
+    per_minute = graph_link(q, f"{INC1M.name} / 3.6e6", "1h")
     breakdown = graph_link(p, USAGE_SHARE.name, "1h").replace("g0.tab=0", "g0.tab=1")
-    per_day = graph_link(p, f"sum_over_time({INC15M.name}[1d]) / 3.6e6", "3y")
+    per_day = graph_link(q, f"sum_over_time({INC15M.name}[1d]) / 3.6e6", "3y")
     return "\n".join(
         [
             "",
@@ -86,13 +114,15 @@ def summary(settings: Settings, stack: Stack, n_sensors: int, grafana: bool) -> 
             f"  Live power (kW), last 15 min:  {graph_link(p, f'{POWER.name} / 1000')}",
             f"  Energy per minute (kWh):       {per_minute}",
             f"  Energy per day (kWh), 3 years: {per_day}",
-            f"  Prometheus UI:                 {p}/graph",
+            f"  Prometheus UI (live, 3 days):  {p}/graph",
+            f"  Thanos Query UI (3 years):     {q}/graph",
+            f"  Thanos stores (bucket, live):  {q}/stores",
             f"  Scrape targets:                {p}/targets",
             f"  Exporter metrics:              http://{settings.exporter_listen}/metrics",
             f"  Usage breakdown (partner):     {breakdown}",
             f"  Pushgateway:                   {settings.pushgateway_url}",
             f"  Reference partner:             {settings.partner_url}/v1/breakdowns",
-            f"  Data (TSDB, outbox, logs):     {stack.data}",
+            f"  Data (TSDB, bucket, logs):     {stack.data}",
             "Ctrl-C stops everything.",
             "",
         ]
@@ -118,9 +148,14 @@ def main() -> int:
                 supervisor.run(service)
             took = wait_for_live_data(settings.prometheus_url, len(fleet))
             log.info("live data for all %d sensors in Prometheus after %.1f s", len(fleet), took)
-            history = backfill_history(settings)
+            thanos = stack.thanos()
+            for service in thanos.services():
+                log.info("starting %s ...", service.name)
+                supervisor.run(service)
+            history = backfill_history(settings, thanos)
             print(history.text(), flush=True)
-            wait_for_history(settings.prometheus_url, history.plan, len(fleet))
+            log.info("waiting until Thanos Query serves the history (the store syncs every minute) ...")
+            wait_for_history(settings.history_url, history.plan, len(fleet), timeout=300)
             for service in stack.partner_services():
                 log.info("starting %s ...", service.name)
                 supervisor.run(service)
@@ -133,16 +168,30 @@ def main() -> int:
                     "Grafana: no grafana-server or grafana binary on PATH, so no dashboards here; "
                     "they are provisioned from grafana/ by `docker compose up`"
                 )
-        except (StartError, FileNotFoundError, BackfillError) as exc:
+        except (StartError, FileNotFoundError, ThanosMissing, BackfillError) as exc:
             print(f"make up: {exc}", file=sys.stderr)
             return 1
         print(summary(settings, stack, len(fleet), grafana is not None), flush=True)
+        reported: set[str] = set()
+        tick = 0
         while True:
+            tick += 1
             dead = supervisor.dead()
             if dead:
                 for s in dead:
                     print(f"make up: {s.name} stopped unexpectedly:\n{supervisor.tail(s)}", file=sys.stderr)
                 return 1
+            if tick % 60 == 1:
+                for name in COMPACTORS.values():
+                    if name not in reported and halted(f"http://{thanos.addr(f'{name}-http')}"):
+                        reported.add(name)
+                        print(
+                            f"make up: thanos-{name} has HALTED (thanos_compact_halted 1): it compacts, "
+                            f"downsamples and expires nothing until restarted; see "
+                            f"{stack.data / 'logs' / f'thanos-{name}.log'} and docs/operations.md",
+                            file=sys.stderr,
+                            flush=True,
+                        )
             time.sleep(1)
     except Stop as why:
         log.info("%s received, stopping", why)

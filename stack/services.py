@@ -17,9 +17,13 @@ from homewatt import promconfig
 from homewatt.config import REPO, Settings, hostport
 from homewatt.procs import http_ok
 from stack.supervisor import Service
+from stack.thanos import Thanos
 
-# Prometheus keeps raw data at least as long as the 3-year history plus the raw backfill.
-RETENTION = "1200d"
+# With Thanos, Prometheus keeps three days locally (the Live views: today, yesterday);
+# the sidecar uploads every 2 h block, and the bucket holds the rest.
+LOCAL_RETENTION = "3d"
+# A standalone Prometheus (serving a directory of blocks in tests) keeps everything.
+STANDALONE_RETENTION = "1200d"
 
 
 def binary(*names: str) -> str:
@@ -56,8 +60,22 @@ class Stack:
             "exporter": self.settings.exporter_listen,
         }
 
-    def prometheus(self) -> Service:
-        config = promconfig.write(self.data / "run" / "prometheus.yml", self.addresses())
+    def prometheus(self, standalone: bool = False) -> Service:
+        """Prometheus under a Thanos sidecar: 2 h blocks that it never compacts (the sidecar
+        uploads them, the compactor compacts them in the bucket), the 1m rules only.
+
+        `standalone`: a Prometheus that holds its own history and runs every rule file.
+        """
+        if standalone:
+            rules, tsdb = None, [f"--storage.tsdb.retention.time={STANDALONE_RETENTION}"]
+        else:
+            rules = promconfig.PROMETHEUS_RULES
+            tsdb = [
+                f"--storage.tsdb.retention.time={LOCAL_RETENTION}",
+                "--storage.tsdb.min-block-duration=2h",
+                "--storage.tsdb.max-block-duration=2h",
+            ]
+        config = promconfig.write(self.data / "run" / "prometheus.yml", self.addresses(), rule_files=rules)
         url = self.settings.prometheus_url
         return Service(
             name="prometheus",
@@ -65,7 +83,7 @@ class Stack:
                 binary("prometheus"),
                 f"--config.file={config}",
                 f"--storage.tsdb.path={self.tsdb}",
-                f"--storage.tsdb.retention.time={RETENTION}",
+                *tsdb,
                 f"--web.listen-address={self.addresses()['prometheus']}",
                 "--web.enable-lifecycle",
                 "--web.enable-admin-api",
@@ -155,7 +173,7 @@ class Stack:
                 "GF_SERVER_HTTP_ADDR": host,
                 "GF_SERVER_HTTP_PORT": str(port),
                 "PROMETHEUS_URL": self.settings.prometheus_url,
-                "HISTORY_URL": self.settings.prometheus_url,  # natively, history is Prometheus too
+                "HISTORY_URL": self.settings.history_url,
                 "HOMEWATT_DASHBOARDS": str(grafana_dir / "dashboards"),
             },
             ready_timeout=120.0,
@@ -166,16 +184,20 @@ class Stack:
             "PROMETHEUS_URL": self.settings.prometheus_url,
             "PUSHGATEWAY_URL": self.settings.pushgateway_url,
             "PARTNER_URL": self.settings.partner_url,
+            "HISTORY_URL": self.settings.history_url,
             "HOMEWATT_DATA": str(self.data),
         }
         if self.settings.fleet:
             env["HOMEWATT_FLEET"] = self.settings.fleet
         return env
 
-    def services(self) -> list[Service]:
-        """What runs before the backfill; `partner_services` come after it."""
+    def services(self, standalone: bool = False) -> list[Service]:
+        """The live path, which runs before the backfill; Thanos and `partner_services` follow."""
         (self.data / "pushgateway").mkdir(parents=True, exist_ok=True)
-        return [self.pushgateway(), self.exporter(), self.prometheus()]
+        return [self.pushgateway(), self.exporter(), self.prometheus(standalone)]
+
+    def thanos(self) -> Thanos:
+        return Thanos(self.settings)
 
     def partner_services(self) -> list[Service]:
         return [self.partner(), self.scheduler()]

@@ -43,8 +43,11 @@ def fleet() -> Fleet:
 
 
 def stack_env(data: Path, fleet_file: Path | None) -> dict[str, str]:
+    prometheus = f"http://127.0.0.1:{free_port()}"
     env = {
-        "PROMETHEUS_URL": f"http://127.0.0.1:{free_port()}",
+        "PROMETHEUS_URL": prometheus,
+        # History is the Prometheus itself unless a test runs Thanos (thanos_env).
+        "HISTORY_URL": prometheus,
         "PUSHGATEWAY_URL": f"http://127.0.0.1:{free_port()}",
         "EXPORTER_LISTEN": f"127.0.0.1:{free_port()}",
         "PARTNER_URL": f"http://127.0.0.1:{free_port()}",
@@ -60,7 +63,7 @@ def serve_blocks(blocks: Path, data: Path, fleet_file: Path) -> tuple[Settings, 
     Thanos block stream): what it answers is what those blocks hold."""
     shutil.copytree(blocks, data / "prometheus", ignore=shutil.ignore_patterns("thanos.shipper.json"))
     settings = Settings.from_env({**os.environ, **stack_env(data, fleet_file)})
-    return settings, Stack(settings).prometheus()
+    return settings, Stack(settings).prometheus(standalone=True)
 
 
 class RunningStack:

@@ -64,7 +64,7 @@ def backfilled(tmp_path_factory: pytest.TempPathFactory):
     summary = run_backfill(options_from_argv(args_for(data, fleet_file)))
     settings = Settings.from_env({**os.environ, **stack_env(data, fleet_file)})
     with Supervisor(data / "logs") as sup:
-        sup.run(Stack(settings).prometheus())
+        sup.run(Stack(settings).prometheus(standalone=True))
         yield {
             "prom": settings.prometheus_url,
             "fleet": load_fleet(fleet_file),

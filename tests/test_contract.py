@@ -72,4 +72,3 @@ def test_prometheus_config_pins_the_exporters_job_and_instance():
     (job,) = [j for j in doc["scrape_configs"] if j["job_name"] == contract.EXPORTER_JOB]
     assert {"target_label": "instance", "replacement": contract.EXPORTER_INSTANCE} in job["relabel_configs"]
     assert doc["global"]["external_labels"][contract.STREAM_LABEL] == contract.RAW_STREAM
-

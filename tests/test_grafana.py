@@ -77,7 +77,7 @@ def data(tmp_path_factory):
     settings = Settings.from_env({**os.environ, **stack_env(root / "data", fleet_file)})
     stack = Stack(settings)
     with Supervisor(settings.data / "logs") as sup:
-        for service in stack.services():
+        for service in stack.services(standalone=True):
             sup.run(service)
         wait_for_live_data(settings.prometheus_url, 1)
         summary = run_backfill(

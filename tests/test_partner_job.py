@@ -178,7 +178,7 @@ def stack(tmp_path_factory):
     st = Stack(settings)
     try:
         with Supervisor(data / "logs") as sup:
-            for service in (st.pushgateway(), st.prometheus(), st.partner()):
+            for service in (st.pushgateway(), st.prometheus(standalone=True), st.partner()):
                 sup.run(service)
             yield {"settings": settings, "fleet": load_fleet(fleet_file), "env": env, "data": data}
     finally:

@@ -1,0 +1,218 @@
+"""The native Thanos tier: sidecar, store gateway, Query, Ruler and the two compactors.
+
+One function per component, as kube-thanos keeps one file per component; every
+flag is written here once and listed in thanos/flags.yml (a test runs
+`thanos <component> --help` on the built binary and fails on a flag it lacks).
+The bucket is a directory (`data/bucket`), the filesystem stand-in for the
+Docker stack's MinIO; blocks and their retention are the same.
+
+Ports: Query's HTTP port comes from HISTORY_URL (10902); the others sit just
+above HOMEWATT_THANOS_PORT_BASE (10903: Query gRPC, then sidecar, store and
+Ruler gRPC/HTTP, then the compactors' HTTP), all on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from homewatt import streams
+from homewatt.config import REPO, Settings, hostport
+from homewatt.contract import QUARTER_STREAM, RAW_STREAM, STREAM_LABEL
+from homewatt.procs import http_ok
+from homewatt.promconfig import RULER_RULES
+from stack.supervisor import Service
+
+BINARY = REPO / "bin" / "thanos"
+
+# Retention per stream and resolution (thanos/README.md says why).  Raw 1 s data
+# stays 100 days: the 90-day backfill stays queryable at 1 s for its whole span.
+RAW_RETENTION = "100d"
+DOWNSAMPLED_RETENTION = "1100d"  # three years and a margin
+QUARTER_RETENTION = "1100d"
+
+# Offsets above HOMEWATT_THANOS_PORT_BASE.
+PORTS = {
+    "query-grpc": 0,
+    "sidecar-grpc": 1,
+    "sidecar-http": 2,
+    "store-grpc": 3,
+    "store-http": 4,
+    "rule-grpc": 5,
+    "rule-http": 6,
+    "compact-raw-http": 7,
+    "compact-quarter-http": 8,
+}
+COMPACTORS = {RAW_STREAM: "compact-raw", QUARTER_STREAM: "compact-quarter"}
+
+
+class ThanosMissing(FileNotFoundError):
+    pass
+
+
+@dataclass(frozen=True)
+class Timings:
+    """The waits that make Thanos safe on a real bucket, shortened by tests."""
+
+    consistency_delay: str = "30m"  # the compactor leaves fresher blocks alone (partial uploads)
+    compact_interval: str = "5m"
+    store_sync: str = "1m"  # how soon the store gateway sees an uploaded block
+    delete_delay: str = "48h"  # a deleted block stays readable this long for running queries
+    block_duration: str = "2h"  # the Ruler's TSDB block length, what it uploads
+
+
+@dataclass(frozen=True)
+class Thanos:
+    settings: Settings
+    prometheus_config: Path = streams.DEFAULT_CONFIG
+    timings: Timings = Timings()
+
+    @property
+    def binary(self) -> str:
+        if not BINARY.exists():
+            raise ThanosMissing(f"{BINARY} is missing: `make thanos` builds it from thanos/build/go.mod")
+        return str(BINARY)
+
+    @property
+    def dir(self) -> Path:
+        return self.settings.data / "thanos"
+
+    @property
+    def bucket(self) -> Path:
+        return self.settings.data / "bucket"
+
+    def addr(self, name: str) -> str:
+        return f"127.0.0.1:{self.settings.thanos_port_base + PORTS[name]}"
+
+    def objstore_config(self) -> Path:
+        """The filesystem bucket's config, with an absolute path (Thanos resolves it from its cwd)."""
+        path = self.settings.data / "run" / "objstore.yml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.bucket.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump({"type": "FILESYSTEM", "config": {"directory": str(self.bucket)}}))
+        return path
+
+    def _service(self, name: str, args: list[str], http: str, ready_timeout: float = 60.0) -> Service:
+        host, port = hostport(http)
+        return Service(
+            name=f"thanos-{name}",
+            argv=[self.binary, *args, "--log.level=info"],
+            listen=(host, port),
+            ready=http_ok(f"http://{http}/-/ready"),
+            ready_timeout=ready_timeout,
+        )
+
+    def sidecar(self) -> Service:
+        """Uploads Prometheus's 2 h blocks to the bucket and serves its recent data to Query."""
+        return self._service(
+            "sidecar",
+            [
+                "sidecar",
+                f"--tsdb.path={self.settings.data / 'prometheus'}",
+                f"--prometheus.url={self.settings.prometheus_url}",
+                f"--objstore.config-file={self.objstore_config()}",
+                f"--grpc-address={self.addr('sidecar-grpc')}",
+                f"--http-address={self.addr('sidecar-http')}",
+            ],
+            self.addr("sidecar-http"),
+        )
+
+    def store(self) -> Service:
+        """Serves every block of the bucket, both streams, to Query."""
+        return self._service(
+            "store",
+            [
+                "store",
+                f"--data-dir={self.dir / 'store'}",
+                f"--objstore.config-file={self.objstore_config()}",
+                f"--sync-block-duration={self.timings.store_sync}",
+                f"--grpc-address={self.addr('store-grpc')}",
+                f"--http-address={self.addr('store-http')}",
+            ],
+            self.addr("store-http"),
+            ready_timeout=120.0,
+        )
+
+    def query(self) -> Service:
+        """One view over the sidecar, the store and the Ruler; the two streams merge 1:1 (chain)."""
+        host, port = hostport(self.settings.history_url)
+        endpoints = {
+            "endpoints": [{"address": self.addr(n)} for n in ("sidecar-grpc", "store-grpc", "rule-grpc")]
+        }
+        return self._service(
+            "query",
+            [
+                "query",
+                f"--http-address={host}:{port}",
+                f"--grpc-address={self.addr('query-grpc')}",
+                f"--endpoint.sd-config={yaml.safe_dump(endpoints)}",
+                f"--query.replica-label={STREAM_LABEL}",
+                "--deduplication.func=chain",
+                "--query.auto-downsampling",
+            ],
+            f"{host}:{port}",
+        )
+
+    def ruler(self) -> Service:
+        """The 15m rules and the counter's quarter-hourly copy, written as the quarter stream."""
+        labels = streams.stream_labels(QUARTER_STREAM, self.prometheus_config)
+        rules = [(REPO / "prometheus" / p).resolve() for p in RULER_RULES]
+        return self._service(
+            "rule",
+            [
+                "rule",
+                f"--data-dir={self.dir / 'rule'}",
+                *(f"--rule-file={r}" for r in rules),
+                f"--query={self.settings.history_url}",
+                f"--objstore.config-file={self.objstore_config()}",
+                *streams.label_flags(labels),
+                f"--tsdb.block-duration={self.timings.block_duration}",
+                f"--grpc-address={self.addr('rule-grpc')}",
+                f"--http-address={self.addr('rule-http')}",
+            ],
+            self.addr("rule-http"),
+        )
+
+    def compactor(self, stream: str) -> Service:
+        """Compacts, downsamples and expires one stream: each has its own retention."""
+        name = COMPACTORS[stream]
+        if stream == RAW_STREAM:
+            retention = [
+                f"--retention.resolution-raw={RAW_RETENTION}",
+                f"--retention.resolution-5m={DOWNSAMPLED_RETENTION}",
+                f"--retention.resolution-1h={DOWNSAMPLED_RETENTION}",
+            ]
+        else:
+            retention = [f"--retention.resolution-raw={QUARTER_RETENTION}", "--downsampling.disable"]
+        return self._service(
+            name,
+            [
+                "compact",
+                "--wait",
+                f"--wait-interval={self.timings.compact_interval}",
+                f"--data-dir={self.dir / name}",
+                f"--objstore.config-file={self.objstore_config()}",
+                f"--selector.relabel-config-file={REPO / 'thanos' / f'select-{stream}.yml'}",
+                *retention,
+                f"--consistency-delay={self.timings.consistency_delay}",
+                f"--delete-delay={self.timings.delete_delay}",
+                # Overlapping blocks (a backfill run again after its state was lost) merge 1:1
+                # instead of halting the compactor.
+                "--compact.enable-vertical-compaction",
+                f"--http-address={self.addr(f'{name}-http')}",
+            ],
+            self.addr(f"{name}-http"),
+        )
+
+    def services(self) -> list[Service]:
+        """In start order: Query needs nothing to start; the Ruler queries Query."""
+        return [
+            self.sidecar(),
+            self.store(),
+            self.query(),
+            self.ruler(),
+            self.compactor(RAW_STREAM),
+            self.compactor(QUARTER_STREAM),
+        ]
