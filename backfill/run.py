@@ -28,7 +28,7 @@ from homewatt import loadmodel, promapi
 from homewatt.contract import DAY, ENERGY, MINUTE, QUARTER_HOUR
 from homewatt.fleet import Sensor
 from homewatt.meter import Ledger, counter, fingerprint
-from homewatt.procs import die_with_parent
+from homewatt.procs import WaitTimeout, die_with_parent, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,90 @@ def _history_counters(
     return instants, counters
 
 
+class _Writer:
+    """Hands generated chunks to promtool workers: at most `workers + 1` chunk texts
+    exist at once (so memory and disk stay bounded), and counts what they wrote."""
+
+    def __init__(self, ingester: Ingester, pool: cf.ThreadPoolExecutor, workers: int, bar: tqdm) -> None:
+        self.ingester, self.pool, self.bar = ingester, pool, bar
+        self.slots = threading.BoundedSemaphore(workers + 1)
+        self.lock = threading.Lock()
+        self.jobs: list[cf.Future[None]] = []
+        self.written = 0
+        self.samples = 0
+
+    def submit(self, chunk: Chunk, texts: dict[str, bytes], n: int, block: int) -> None:
+        self.slots.acquire()
+        self.jobs.append(self.pool.submit(self._ingest, chunk, texts, n, block))
+        _raise_failed(self.jobs)
+
+    def _ingest(self, chunk: Chunk, texts: dict[str, bytes], n: int, block: int) -> None:
+        try:
+            self.ingester.ingest(chunk, texts, n, block)
+        finally:
+            self.slots.release()
+        with self.lock:
+            self.written += 1
+            self.samples += n
+            self.bar.update(n)
+
+    def finish(self) -> None:
+        for job in self.jobs:
+            job.result()
+
+
+def _history_sums(
+    procs: cf.ProcessPoolExecutor, sensors: tuple[Sensor, ...], plan: Plan
+) -> list[cf.Future[np.ndarray]]:
+    """Phase 1: the history's quarter-hour energies, summed from the model in worker processes
+    (30 days a task) while the main thread writes the raw chunks."""
+    first_q = plan.history_start - QUARTER_HOUR
+    end = plan.of("history")[-1].end
+    edges = [*range(first_q, end, 30 * DAY), end]
+    spans = zip(edges[:-1], edges[1:], strict=True)
+    return [procs.submit(generate.quarter_energy, sensors, a, b) for a, b in spans]
+
+
+def _write_raw(
+    writer: _Writer,
+    sensors: tuple[Sensor, ...],
+    plan: Plan,
+    todo: list[Chunk],
+    ledger: Ledger,
+    start: np.ndarray,
+) -> None:
+    """Phase 2: raw chunks in time order, carrying the counter from one chunk to the next
+    (`start` is the counter at the raw window's start)."""
+    carry_at, carry = plan.raw_start, start
+    for chunk in todo:
+        if carry_at != chunk.start:  # an earlier run wrote the chunk before: read the counter afresh
+            carry = counter(ledger, [chunk.start])[:, 0]
+        texts, n, carry = generate.raw_chunk(
+            sensors, chunk.start, chunk.end, carry, plan.raw_start + MINUTE, plan.raw_start
+        )
+        carry_at = chunk.end
+        writer.submit(chunk, texts, n, RAW_BLOCK)
+
+
+def _write_history(
+    writer: _Writer,
+    sensors: tuple[Sensor, ...],
+    plan: Plan,
+    todo: list[Chunk],
+    sums: list[cf.Future[np.ndarray]],
+    raw_start_counter: np.ndarray,
+) -> None:
+    """Phase 3: the counters need every quarter's energy; then one file per block."""
+    first_q = plan.history_start - QUARTER_HOUR
+    energy = np.concatenate([f.result() for f in sums], axis=1)
+    instants, counters = _history_counters(sensors, plan, raw_start_counter, energy, first_q)
+    for chunk in todo:
+        sel = (instants >= chunk.start) & (instants < chunk.end)
+        # energy[:, j] ends at instant first_q + 900 (j + 1) = instants[j]
+        texts, n = generate.history_chunk(sensors, instants[sel], counters[:, sel], energy[:, :-1][:, sel])
+        writer.submit(chunk, texts, n, HISTORY_BLOCK)
+
+
 def run(
     sensors: Sequence[Sensor],
     plan: Plan,
@@ -150,7 +234,6 @@ def run(
     if recovered:
         log.info("finished moving %d chunk(s) an interrupted run had written", len(recovered))
     todo = [c for c in plan.chunks if c.id not in journal.done]
-    skipped = len(plan.chunks) - len(todo)
     bar = tqdm(
         total=sum(expected_samples(len(sensors), c, plan) for c in todo),
         unit="sample",
@@ -159,26 +242,9 @@ def run(
         disable=not progress or not todo,
         smoothing=0.1,
     )
-    written = 0
-    samples = 0
-    lock = threading.Lock()
     raw_start_counter = counter(ledger, [plan.raw_start])[:, 0] if plan.chunks else np.zeros(0)
     ledger.save()
-
-    # Ingest jobs: one promtool at a time per worker; the semaphore bounds chunk files on disk.
-    slots = threading.BoundedSemaphore(workers + 1)
-
-    def ingest(chunk: Chunk, texts: dict[str, bytes], n: int, block: int) -> None:
-        nonlocal written, samples
-        try:
-            ingester.ingest(chunk, texts, n, block)
-        finally:
-            slots.release()
-        with lock:
-            written += 1
-            samples += n
-            bar.update(n)
-
+    raw_todo = [c for c in todo if c.kind == "raw"]
     history_todo = [c for c in todo if c.kind == "history"]
     with (
         cf.ThreadPoolExecutor(workers, thread_name_prefix="promtool") as pool,
@@ -186,52 +252,20 @@ def run(
             workers, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent
         ) as procs,
     ):
-        jobs: list[cf.Future[None]] = []
-        # 1. History model sums start at once, in worker processes.
-        hist_first_q = plan.history_start - QUARTER_HOUR
-        hist_end = plan.of("history")[-1].end if plan.of("history") else hist_first_q
-        sums: list[cf.Future[np.ndarray]] = []
+        writer = _Writer(ingester, pool, workers, bar)
+        sums = _history_sums(procs, sensors, plan) if history_todo else []
+        _write_raw(writer, sensors, plan, raw_todo, ledger, raw_start_counter)
         if history_todo:
-            edges = list(range(hist_first_q, hist_end, 30 * DAY)) + [hist_end]
-            spans = zip(edges[:-1], edges[1:], strict=True)
-            sums = [procs.submit(generate.quarter_energy, sensors, a, b) for a, b in spans]
-        # 2. Raw chunks, in time order, carrying the counter from one to the next.
-        carry_at, carry = plan.raw_start, raw_start_counter
-        for chunk in plan.of("raw"):
-            if chunk.id in journal.done:
-                continue
-            if carry_at != chunk.start:
-                carry = counter(ledger, [chunk.start])[:, 0]
-            texts, n, carry = generate.raw_chunk(
-                sensors, chunk.start, chunk.end, carry, plan.raw_start + 60, plan.raw_start
-            )
-            carry_at = chunk.end
-            slots.acquire()
-            jobs.append(pool.submit(ingest, chunk, texts, n, RAW_BLOCK))
-            _raise_failed(jobs)
-        # 3. History: counters need every quarter's energy, then one file per block.
-        if history_todo:
-            energy = np.concatenate([f.result() for f in sums], axis=1)
-            instants, counters = _history_counters(sensors, plan, raw_start_counter, energy, hist_first_q)
-            for chunk in history_todo:
-                sel = (instants >= chunk.start) & (instants < chunk.end)
-                # energy[:, j] ends at instant first_q + 900 (j + 1) = instants[j]
-                texts, n = generate.history_chunk(
-                    sensors, instants[sel], counters[:, sel], energy[:, :-1][:, sel]
-                )
-                slots.acquire()
-                jobs.append(pool.submit(ingest, chunk, texts, n, HISTORY_BLOCK))
-                _raise_failed(jobs)
-        for job in jobs:
-            job.result()
+            _write_history(writer, sensors, plan, history_todo, sums, raw_start_counter)
+        writer.finish()
     bar.close()
     done = journal.done.values()
     return Summary(
         sensors=len(sensors),
         plan=plan,
-        written=written,
-        skipped=skipped,
-        samples=samples,
+        written=writer.written,
+        skipped=len(plan.chunks) - len(todo),
+        samples=writer.samples,
         total_samples=sum(d["samples"] for d in done),
         blocks=sum(len(d["blocks"]) for d in done),
         bytes=sum(d["bytes"] for d in done),
@@ -255,17 +289,14 @@ def wait_for_history(url: str, plan: Plan, sensors: int, timeout: float = 150.0)
     """
     checks = [plan.raw_start + 30] if plan.of("raw") else []
     checks += [plan.history_start + 1800] if plan.of("history") else []
-    start = time.monotonic()
-    logged = False
-    while time.monotonic() - start < timeout:
-        try:
-            loaded = all(len(promapi.query(url, ENERGY.name, at=t)) >= sensors for t in checks)
-        except promapi.PromError:
-            loaded = False
-        if loaded:
-            return
-        if not logged:
-            log.info("waiting until %s answers for the backfilled history ...", url)
-            logged = True
-        time.sleep(2)
-    raise BackfillError(f"{url} did not show the backfilled history within {timeout:.0f} s")
+    log.info("waiting until %s answers for the backfilled history ...", url)
+
+    def loaded() -> bool:
+        return all(
+            len(promapi.query(url, f"last_over_time({ENERGY.name}[15m])", at=t)) >= sensors for t in checks
+        )
+
+    try:
+        wait_until(loaded, timeout, f"{url} showing the backfilled history", 2.0, (promapi.PromError,))
+    except WaitTimeout as exc:
+        raise BackfillError(str(exc)) from None

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -137,6 +138,183 @@ def _group(sensors: Sensor | Sequence[Sensor]) -> tuple[Sensor, ...]:
 _DAILY_SWING = -4.0 * np.cos(_TWO_PI * (np.arange(DAY) - 5 * HOUR) / DAY)
 
 
+def _secs(x: np.ndarray | float) -> np.ndarray:
+    return np.rint(x).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class _Day:
+    """One local day of a group of homes: what every usage's draw depends on.
+
+    `t` and `sod` are (1, T): UTC seconds and local second of day; `tt` adds each
+    home's phase for cycling appliances.
+    """
+
+    p: _Params
+    day: int
+    t: np.ndarray
+    sod: np.ndarray
+    tt: np.ndarray
+    weekend: bool
+    season: float  # 1 mid-January, -1 mid-July
+    day_mean: float  # the day's mean outdoor temperature, °C
+    outdoor: np.ndarray
+
+    @classmethod
+    def of(cls, p: _Params, day: int, t: np.ndarray, sod: np.ndarray) -> _Day:
+        season = float(np.cos(_TWO_PI * (day - 15) / 365.2425))
+        weather = (
+            float(_uniform(np.zeros((1, 1), np.int64), _S_WEATHER, np.array([[day]]))[0, 0]) - 0.5
+        ) * 6.0
+        day_mean = 11.5 - 8.0 * season + weather
+        return cls(
+            p=p,
+            day=day,
+            t=t,
+            sod=sod,
+            tt=t + p.phase,
+            weekend=((day + 3) % 7) >= 5,  # 1970-01-01 was a Thursday
+            season=season,
+            day_mean=day_mean,
+            outdoor=day_mean + _DAILY_SWING[sod],
+        )
+
+    def u(self, stream: int, d: int | None = None) -> np.ndarray:
+        """Each home's uniform draw of `stream` for day `d` (default: this day), (S, 1)."""
+        return _uniform(self.p.seed, stream, np.array([[self.day if d is None else d]]))
+
+    def lunch_at_home(self) -> np.ndarray:
+        return self.u(_S_LUNCH) < (0.9 if self.weekend else self.p.lunch_p)
+
+
+def _heating(d: _Day) -> np.ndarray:
+    """Heat demand from the indoor/outdoor gap, on days whose mean is below 15 °C;
+    convectors cycle at full power with a thermostat duty, a heat pump modulates with a
+    temperature-dependent COP."""
+    p, sod, tt = d.p, d.sod, d.tt
+    awake = _window(sod, 6 * HOUR + 30 * MINUTE, 16 * HOUR)
+    setpoint = np.where(awake, p.sp_day, p.sp_night)
+    demand = np.clip(setpoint - 2.0 - d.outdoor, 0.0, None) * p.heat_loss
+    duty = np.clip(demand / np.maximum(p.heat_rated, 1.0), 0.0, 1.0)
+    heating = np.zeros((p.n, d.t.shape[1]))
+    heating_season = d.day_mean < 15.0  # households switch heating off on warm days
+    if heating_season and p.is_electric.any():
+        heating += np.where(p.is_electric & ((tt % QUARTER_HOUR) < duty * QUARTER_HOUR), p.heat_rated, 0.0)
+    if heating_season and p.is_heat_pump.any():
+        cop = np.clip(2.8 + 0.09 * d.outdoor, 1.8, 4.5)
+        need = np.minimum(demand / cop, p.heat_rated)
+        floor = 0.3 * p.heat_rated
+        cycling = (tt % 1200) < np.clip(need / np.maximum(floor, 1.0), 0, 1) * 1200
+        heat_pump = np.where(need >= floor, need, np.where(cycling, floor, 0.0))
+        heating += np.where(p.is_heat_pump, heat_pump, 0.0)
+    return heating
+
+
+def _water_heater(d: _Day) -> np.ndarray:
+    """The off-peak contact closes at 22:00 (+ a per-home delay); it heats back what the
+    day drew, longer in winter (colder inlet water), at most until 06:00."""
+    p, sod = d.p, d.sod
+    water_heater = np.zeros((p.n, d.t.shape[1]))
+    if not p.wh_w.any():
+        return water_heater
+    night = np.where(sod >= 22 * HOUR, d.day, d.day - 1)
+    since_22 = np.where(sod >= 22 * HOUR, sod - 22 * HOUR, sod + 2 * HOUR)
+    for day in (d.day - 1, d.day):
+        draw = (0.15 + 0.35 * d.u(_S_WH_DRAW, day)) * np.minimum(p.occupants / 3.0, 1.5)
+        joules = p.wh_litres * 4186.0 * 45.0 * draw * (1.0 + 0.15 * d.season) + 3.6e6
+        start = p.wh_contact + _secs(d.u(_S_WH_START, day) * 600)
+        dur = np.minimum(_secs(joules / np.maximum(p.wh_w, 1.0)), 8 * HOUR - start)
+        on = (night == day) & _window(since_22, start, dur)
+        water_heater += np.where(on, p.wh_w, 0.0)
+    return water_heater
+
+
+def _fridge(d: _Day) -> np.ndarray:
+    """Compressor cycles, longer duty in summer, with a 3 s start-up inrush."""
+    p = d.p
+    fphase = d.tt % p.fridge_period
+    fduty = _secs((0.30 - 0.08 * d.season + 0.06 * d.u(_S_FRIDGE)) * p.fridge_period)
+    return p.fridge_w * ((fphase < fduty) + 2.0 * (fphase < 3))
+
+
+def _cooking(d: _Day) -> np.ndarray:
+    """A kettle at breakfast, lunch on weekends or when someone is home, dinner; hobs
+    cycle on their own thermostat (80 s out of 120 s)."""
+    sod = d.sod
+    breakfast = 6 * HOUR + 45 * MINUTE + (90 * MINUTE if d.weekend else 0) + _secs(d.u(_S_BREAKFAST) * 2700)
+    dinner_u = d.u(_S_DINNER_T)
+    lunch = 12 * HOUR + _secs(d.u(_S_LUNCH_T) * HOUR)
+    dinner = 19 * HOUR + _secs(dinner_u * 90 * MINUTE)
+    meals = (d.lunch_at_home() & _window(sod, lunch, _secs(15 * MINUTE + dinner_u * 30 * MINUTE))) | (
+        (d.u(_S_DINNER) < 0.92) & _window(sod, dinner, _secs(20 * MINUTE + dinner_u * 40 * MINUTE))
+    )
+    cooking = np.where(_window(sod, breakfast, 180), 2000.0, 0.0)
+    return cooking + np.where(meals & (d.tt % 120 < 80), d.p.cooking_w, 0.0)
+
+
+def _laundry(d: _Day) -> np.ndarray:
+    """A washing machine cycle (heat, drum, spin) on some days."""
+    start = 8 * HOUR + 30 * MINUTE + _secs(d.u(_S_WASH_T) * 11 * HOUR)
+    wash_t = np.where(d.u(_S_WASH) < d.p.wash_p, d.sod - start, -1)
+    drum = np.where(d.tt % 60 < 40, 300.0, 80.0)
+    return np.where(
+        wash_t < 0,
+        0.0,
+        np.where(wash_t < 1200, 2000.0, np.where(wash_t < 6000, drum, np.where(wash_t < 6600, 500.0, 0.0))),
+    )
+
+
+def _lighting(d: _Day) -> np.ndarray:
+    """When people are up and the sun is down (day length follows the season; solar
+    noon in Paris is about 11:50 UTC)."""
+    sod = d.sod
+    half_day = _secs((12.2 - 4.0 * d.season) * HOUR / 2)
+    dark = np.abs(d.t % DAY - (11 * HOUR + 50 * MINUTE)) > half_day
+    up = _window(sod, 6 * HOUR + 30 * MINUTE, 2 * HOUR) | _window(sod, 17 * HOUR, 6 * HOUR + 30 * MINUTE)
+    if d.weekend:
+        up |= _window(sod, 8 * HOUR, 16 * HOUR)
+    return np.where(dark & up, np.rint(d.p.lighting_w * (0.6 + 0.8 * d.u(_S_LIGHT))), 0.0)
+
+
+def _electronics(d: _Day) -> np.ndarray:
+    """TV or computer in the evening, weekend afternoons, home office days."""
+    sod = d.sod
+    start = 19 * HOUR + 30 * MINUTE + _secs(d.u(_S_TV) * 30 * MINUTE)
+    tv = _window(sod, start, 3 * HOUR + _secs(d.u(_S_TV_END) * HOUR))
+    if d.weekend:
+        tv = tv | ((d.u(_S_WEEKEND_TV) < 0.5) & _window(sod, 14 * HOUR, 3 * HOUR))
+    electronics = np.where(tv, d.p.electronics_w, 0.0)
+    if not d.weekend:
+        home_office = d.lunch_at_home() & _window(sod, 9 * HOUR, 8 * HOUR + 30 * MINUTE)
+        electronics += np.where(home_office, 60.0, 0.0)
+    return electronics
+
+
+def _other(d: _Day) -> np.ndarray:
+    """Always-on base load with meter-level noise, and the dishwasher."""
+    p = d.p
+    noise = (_hash(p.seed, _S_NOISE, d.t) % (2 * p.noise_w + 1).astype(np.uint64)).astype(np.int64)
+    dish_t = np.where(d.u(_S_DISH) < p.dish_p, d.sod - (21 * HOUR + _secs(d.u(_S_DISH_T) * HOUR)), -1)
+    dish = np.where(
+        dish_t < 0,
+        0.0,
+        np.where(dish_t < 1500, 1800.0, np.where(dish_t < 4800, 60.0, np.where(dish_t < 5700, 1800.0, 0.0))),
+    )
+    return p.base_w + (noise - p.noise_w) + dish
+
+
+_USAGE_MODELS = {
+    "water_heater": _water_heater,
+    "heating": _heating,
+    "fridge": _fridge,
+    "cooking": _cooking,
+    "laundry": _laundry,
+    "lighting": _lighting,
+    "electronics": _electronics,
+    "other": _other,
+}
+
+
 def _day(p: _Params, day: int, t: np.ndarray, sod: np.ndarray) -> dict[str, np.ndarray]:
     """Watts per usage for instants that all fall on one local day.
 
@@ -144,121 +322,8 @@ def _day(p: _Params, day: int, t: np.ndarray, sod: np.ndarray) -> dict[str, np.n
     day, ...) a (S, 1) column instead of a per-instant gather, which is most of the
     model's speed.  `t` and `sod` are (1, T): UTC seconds and local second of day.
     """
-
-    def u(stream: int, d: int = day, seed: np.ndarray = p.seed) -> np.ndarray:
-        return _uniform(seed, stream, np.array([[d]]))
-
-    def secs(x: np.ndarray | float) -> np.ndarray:
-        return np.rint(x).astype(np.int64)
-
-    weekend = ((day + 3) % 7) >= 5  # 1970-01-01 was a Thursday
-    season = float(np.cos(_TWO_PI * (day - 15) / 365.2425))  # 1 mid-January, -1 mid-July
-    weather = (float(u(_S_WEATHER, seed=np.zeros((1, 1), np.int64))[0, 0]) - 0.5) * 6.0
-    day_mean = 11.5 - 8.0 * season + weather
-    outdoor = day_mean + _DAILY_SWING[sod]
-    tt = t + p.phase  # per-sensor phase of cycling appliances
-
-    # Heating: heat demand from the indoor/outdoor gap, on days whose mean is below 15 °C;
-    # convectors cycle at full power with a thermostat duty, a heat pump modulates with a
-    # temperature-dependent COP.
-    awake = _window(sod, 6 * HOUR + 30 * MINUTE, 16 * HOUR)
-    setpoint = np.where(awake, p.sp_day, p.sp_night)
-    demand = np.clip(setpoint - 2.0 - outdoor, 0.0, None) * p.heat_loss
-    duty = np.clip(demand / np.maximum(p.heat_rated, 1.0), 0.0, 1.0)
-    heating = np.zeros((p.n, t.shape[1]))
-    heating_season = day_mean < 15.0  # households switch heating off on warm days
-    if heating_season and p.is_electric.any():
-        heating += np.where(p.is_electric & ((tt % QUARTER_HOUR) < duty * QUARTER_HOUR), p.heat_rated, 0.0)
-    if heating_season and p.is_heat_pump.any():
-        cop = np.clip(2.8 + 0.09 * outdoor, 1.8, 4.5)
-        need = np.minimum(demand / cop, p.heat_rated)
-        floor = 0.3 * p.heat_rated
-        cycling = (tt % 1200) < np.clip(need / np.maximum(floor, 1.0), 0, 1) * 1200
-        heat_pump = np.where(need >= floor, need, np.where(cycling, floor, 0.0))
-        heating += np.where(p.is_heat_pump, heat_pump, 0.0)
-
-    # Water heater: the off-peak contact closes at 22:00 (+ a per-home delay); it heats
-    # back what the day drew, longer in winter (colder inlet water), at most until 06:00.
-    water_heater = np.zeros_like(heating)
-    if p.wh_w.any():
-        night = np.where(sod >= 22 * HOUR, day, day - 1)
-        since_22 = np.where(sod >= 22 * HOUR, sod - 22 * HOUR, sod + 2 * HOUR)
-        for d in (day - 1, day):
-            draw = (0.15 + 0.35 * u(_S_WH_DRAW, d)) * np.minimum(p.occupants / 3.0, 1.5)
-            joules = p.wh_litres * 4186.0 * 45.0 * draw * (1.0 + 0.15 * season) + 3.6e6
-            start = p.wh_contact + secs(u(_S_WH_START, d) * 600)
-            dur = np.minimum(secs(joules / np.maximum(p.wh_w, 1.0)), 8 * HOUR - start)
-            on = (night == d) & _window(since_22, start, dur)
-            water_heater += np.where(on, p.wh_w, 0.0)
-
-    # Fridge: compressor cycles, longer duty in summer, with a 3 s start-up inrush.
-    fphase = tt % p.fridge_period
-    fduty = secs((0.30 - 0.08 * season + 0.06 * u(_S_FRIDGE)) * p.fridge_period)
-    fridge = p.fridge_w * ((fphase < fduty) + 2.0 * (fphase < 3))
-
-    # Cooking: a kettle at breakfast, lunch on weekends or when someone is home, dinner;
-    # hobs cycle on their own thermostat (80 s out of 120 s).
-    breakfast = 6 * HOUR + 45 * MINUTE + (90 * MINUTE if weekend else 0) + secs(u(_S_BREAKFAST) * 2700)
-    lunch_on = u(_S_LUNCH) < (0.9 if weekend else p.lunch_p)
-    dinner_u = u(_S_DINNER_T)
-    lunch = 12 * HOUR + secs(u(_S_LUNCH_T) * HOUR)
-    dinner = 19 * HOUR + secs(dinner_u * 90 * MINUTE)
-    meals = (lunch_on & _window(sod, lunch, secs(15 * MINUTE + dinner_u * 30 * MINUTE))) | (
-        (u(_S_DINNER) < 0.92) & _window(sod, dinner, secs(20 * MINUTE + dinner_u * 40 * MINUTE))
-    )
-    cooking = np.where(_window(sod, breakfast, 180), 2000.0, 0.0)
-    cooking += np.where(meals & (tt % 120 < 80), p.cooking_w, 0.0)
-
-    # Laundry: a washing machine cycle (heat, drum, spin) on some days.
-    wash_t = np.where(
-        u(_S_WASH) < p.wash_p, sod - (8 * HOUR + 30 * MINUTE + secs(u(_S_WASH_T) * 11 * HOUR)), -1
-    )
-    drum = np.where(tt % 60 < 40, 300.0, 80.0)
-    laundry = np.where(
-        wash_t < 0,
-        0.0,
-        np.where(wash_t < 1200, 2000.0, np.where(wash_t < 6000, drum, np.where(wash_t < 6600, 500.0, 0.0))),
-    )
-
-    # Lighting: when people are up and the sun is down (day length follows the season;
-    # solar noon in Paris is about 11:50 UTC).
-    half_day = secs((12.2 - 4.0 * season) * HOUR / 2)
-    dark = np.abs(t % DAY - (11 * HOUR + 50 * MINUTE)) > half_day
-    up = _window(sod, 6 * HOUR + 30 * MINUTE, 2 * HOUR) | _window(sod, 17 * HOUR, 6 * HOUR + 30 * MINUTE)
-    if weekend:
-        up |= _window(sod, 8 * HOUR, 16 * HOUR)
-    lighting = np.where(dark & up, np.rint(p.lighting_w * (0.6 + 0.8 * u(_S_LIGHT))), 0.0)
-
-    # Electronics: TV or computer in the evening, weekend afternoons, home office days.
-    tv = _window(
-        sod, 19 * HOUR + 30 * MINUTE + secs(u(_S_TV) * 30 * MINUTE), 3 * HOUR + secs(u(_S_TV_END) * HOUR)
-    )
-    if weekend:
-        tv = tv | ((u(_S_WEEKEND_TV) < 0.5) & _window(sod, 14 * HOUR, 3 * HOUR))
-    electronics = np.where(tv, p.electronics_w, 0.0)
-    if not weekend:
-        electronics += np.where(lunch_on & _window(sod, 9 * HOUR, 8 * HOUR + 30 * MINUTE), 60.0, 0.0)
-
-    # Other: always-on base load with meter-level noise, and the dishwasher.
-    noise = (_hash(p.seed, _S_NOISE, t) % (2 * p.noise_w + 1).astype(np.uint64)).astype(np.int64)
-    dish_t = np.where(u(_S_DISH) < p.dish_p, sod - (21 * HOUR + secs(u(_S_DISH_T) * HOUR)), -1)
-    dish = np.where(
-        dish_t < 0,
-        0.0,
-        np.where(dish_t < 1500, 1800.0, np.where(dish_t < 4800, 60.0, np.where(dish_t < 5700, 1800.0, 0.0))),
-    )
-    other = p.base_w + (noise - p.noise_w) + dish
-
-    return {
-        "water_heater": water_heater,
-        "heating": heating,
-        "fridge": fridge,
-        "cooking": cooking,
-        "laundry": laundry,
-        "lighting": lighting,
-        "electronics": electronics,
-        "other": other,
-    }
+    d = _Day.of(p, day, t, sod)
+    return {usage: model(d) for usage, model in _USAGE_MODELS.items()}
 
 
 def _synthetic(group: tuple[Sensor, ...], t: np.ndarray) -> dict[str, np.ndarray]:

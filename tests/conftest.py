@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,7 +16,7 @@ import yaml
 from homewatt import promapi
 from homewatt.config import Settings
 from homewatt.fleet import DEFAULT_FLEET, Fleet, load_fleet
-from homewatt.procs import free_port
+from homewatt.procs import free_port, wait_until
 from stack.services import Stack
 from stack.supervisor import Service, Supervisor
 
@@ -40,6 +40,16 @@ def write_fleet(
 @pytest.fixture(scope="session")
 def fleet() -> Fleet:
     return load_fleet()
+
+
+def query_until(url: str, expr: str, count: int, timeout: float) -> list[dict[str, Any]]:
+    """The instant result of `expr` once it has at least `count` series (fails after `timeout` s)."""
+
+    def enough() -> list[dict[str, Any]] | None:
+        got = promapi.query(url, expr)
+        return got if len(got) >= count else None
+
+    return wait_until(enough, timeout, f"{expr!r} with {count} series at {url}", 1.0, (promapi.PromError,))
 
 
 def stack_env(data: Path, fleet_file: Path | None) -> dict[str, str]:
@@ -73,13 +83,7 @@ class RunningStack:
         self.prom = settings.prometheus_url
 
     def wait_for(self, expr: str, count: int, timeout: float) -> list[dict]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            got = promapi.query(self.prom, expr)
-            if len(got) >= count:
-                return got
-            time.sleep(1)
-        raise AssertionError(f"{expr!r}: fewer than {count} series after {timeout} s")
+        return query_until(self.prom, expr, count, timeout)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -25,6 +26,7 @@ from homewatt.config import REPO, Settings
 from homewatt.contract import QUARTER_HOUR
 from homewatt.fleet import load_fleet
 from homewatt.meter import Ledger, counter
+from homewatt.procs import WaitTimeout, wait_until
 from stack.services import Stack
 from stack.supervisor import Supervisor
 
@@ -246,23 +248,24 @@ def test_killed_run_leaves_valid_blocks_and_the_next_completes(tmp_path):
     env = {**os.environ, marker.split("=")[0]: marker.split("=")[1]}
     proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = data / "backfill" / "state.json"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        # Kill it while a chunk is in and promtool is busy with another.
+
+    def mid_chunk() -> bool:
+        """A chunk is in and promtool is busy with another (or the run is over)."""
         busy = any("promtool" in cmdline(pid) for pid in marked(marker))
-        if busy and state.exists() and len(json.loads(state.read_text())["done"]) >= 1:
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.02)
+        return proc.poll() is not None or (
+            busy and state.exists() and len(json.loads(state.read_text())["done"]) >= 1
+        )
+
+    wait_until(mid_chunk, 120, "the backfill in the middle of a chunk", interval=0.02, errors=(ValueError,))
+    proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     # promtool dies with it at once (it would otherwise go on writing into staging for a second or more)...
     time.sleep(0.15)
     assert [c for c in map(cmdline, marked(marker)) if "promtool" in c] == []
     # ... and so do its worker processes: nothing keeps running.
-    deadline = time.monotonic() + 1.5
-    while time.monotonic() < deadline and marked(marker):
-        time.sleep(0.1)
+    with contextlib.suppress(WaitTimeout):
+        wait_until(lambda: not marked(marker), 1.5, "no process of the killed run", interval=0.1)
     assert [cmdline(pid) for pid in marked(marker)] == []
     plan = make_plan(END_TS, 6, 2)
     done = json.loads(state.read_text())["done"]

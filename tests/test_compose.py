@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from backfill.api import upload_commands
 from backfill.ingest import Target
 from homewatt import contract, promconfig, streams
 from homewatt.config import REPO
-from homewatt.procs import free_port, http_ok
+from homewatt.procs import free_port, http_ok, wait_until
 from stack.supervisor import Service, Supervisor
 
 COMPOSE = REPO / "docker-compose.yml"
@@ -339,11 +338,11 @@ def test_the_compose_prometheus_config_runs_in_a_real_prometheus(tmp_path):
             requests.get(f"{url}/api/v1/status/config", timeout=10).json()["data"]["yaml"]
         )
         assert loaded["global"]["external_labels"] == streams.stream_labels(contract.RAW_STREAM)
-        deadline = time.monotonic() + 30
-        targets: list[dict[str, Any]] = []
-        while not targets and time.monotonic() < deadline:  # discovery runs just after startup
-            time.sleep(0.5)
-            targets = requests.get(f"{url}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+
+        def active_targets() -> list[dict[str, Any]]:  # discovery runs just after startup
+            return requests.get(f"{url}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+
+        targets = wait_until(active_targets, 30, "Prometheus's active targets")
         assert {t["labels"]["job"]: t["discoveredLabels"]["__address__"] for t in targets} == {
             "homewatt-exporter": "exporter:9105",
             "pushgateway": "pushgateway:9091",

@@ -28,7 +28,7 @@ from stack.services import Stack
 from stack.supervisor import Supervisor
 
 from . import grafana_emulation as ge
-from .conftest import serve_blocks, stack_env, write_fleet
+from .conftest import query_until, serve_blocks, stack_env, write_fleet
 
 GRAFANA = REPO / "grafana"
 PARIS = zoneinfo.ZoneInfo("Europe/Paris")
@@ -108,11 +108,7 @@ def data(tmp_path_factory):
             time.time(),
         )
         fleet = load_fleet(fleet_file)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not promapi.query(
-            settings.prometheus_url, "elec_usage_share_ratio"
-        ):
-            time.sleep(1)
+        query_until(settings.prometheus_url, "elec_usage_share_ratio", 1, 60)
         yield {
             "prom": settings.prometheus_url,
             "sensor": fleet.sensors[0],

@@ -27,7 +27,7 @@ from partner_job.scheduler import Scheduler, State
 from stack.services import Stack
 from stack.supervisor import Supervisor
 
-from .conftest import stack_env, write_fleet
+from .conftest import query_until, stack_env, write_fleet
 
 PARIS = dt.timezone(dt.timedelta(hours=1))
 MIDNIGHT = dt.datetime(2026, 11, 30, tzinfo=PARIS)  # window: Oct 31 00:00 CET .. Nov 30 00:00 CET
@@ -172,21 +172,15 @@ def stack(tmp_path_factory):
         )
     )
     env = {**stack_env(data, fleet_file), "PARTNER_TOKEN": TOKEN}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    settings = Settings.from_env()
-    st = Stack(settings)
-    try:
+    with pytest.MonkeyPatch.context() as mp:  # the jobs read their settings from the environment
+        for k, v in env.items():
+            mp.setenv(k, v)
+        settings = Settings.from_env()
+        st = Stack(settings)
         with Supervisor(data / "logs") as sup:
             for service in (st.pushgateway(), st.prometheus(standalone=True), st.partner()):
                 sup.run(service)
             yield {"settings": settings, "fleet": load_fleet(fleet_file), "env": env, "data": data}
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def client(settings, **kw) -> PartnerClient:
@@ -238,12 +232,7 @@ def test_run_delivers_and_the_breakdown_is_in_prometheus(stack):
     stats = job.run(settings, fleet.ids(), MIDNIGHT, client(settings), progress=False)
     assert (stats.sensors, stats.delivered, stats.failed, stats.rejected) == (2, 2, 0, 0)
     assert not Outbox(settings.data / "outbox").pending()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        got = promapi.query(settings.prometheus_url, "sum by (sensor) (elec_usage_share_ratio)")
-        if len(got) == 2:
-            break
-        time.sleep(1)
+    got = query_until(settings.prometheus_url, "sum by (sensor) (elec_usage_share_ratio)", 2, 60)
     assert {r["metric"]["sensor"]: float(r["value"][1]) for r in got} == pytest.approx(
         {"s-001": 1.0, "s-006": 1.0}, abs=1e-3
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -21,9 +22,9 @@ import pytest
 from homewatt import loadmodel, promapi
 from homewatt.config import REPO, hostport
 from homewatt.fleet import Sensor, load_fleet
-from homewatt.procs import port_in_use
+from homewatt.procs import WaitTimeout, port_in_use, wait_until
 
-from .conftest import metered_second, stack_env, write_fleet
+from .conftest import metered_second, query_until, stack_env, write_fleet
 
 pytestmark = pytest.mark.integration
 
@@ -47,10 +48,9 @@ def processes_mentioning(text: str) -> list[str]:
 def no_process_left(text: str, grace: float = 10.0) -> list[str]:
     """Processes still naming `text` after a grace period (multiprocessing's resource
     tracker leaves a moment after its parent)."""
-    deadline = time.monotonic() + grace
-    while (left := processes_mentioning(text)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return left
+    with contextlib.suppress(WaitTimeout):
+        wait_until(lambda: not processes_mentioning(text), grace, f"no process naming {text}", 0.2)
+    return processes_mentioning(text)
 
 
 def start_up(env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str], float]:
@@ -137,11 +137,7 @@ def test_up_backfills_once_shows_live_power_then_ctrl_c_stops_everything(tmp_pat
             assert "Grafana: no grafana-server or grafana binary on PATH" in text
         # The scheduler ran the last midnight at once: a breakdown per sensor shows up.
         assert f"{env['PARTNER_URL']}/v1/breakdowns" in text
-        deadline = time.monotonic() + 90
-        shares: list = []
-        while time.monotonic() < deadline and len(shares) < 2:
-            shares = promapi.query(prom, "sum by (sensor) (elec_usage_share_ratio)")
-            time.sleep(1)
+        shares = query_until(prom, "sum by (sensor) (elec_usage_share_ratio)", 2, 90)
         assert {r["metric"]["sensor"] for r in shares} == {"s-001", "s-002"}
         assert all(abs(float(r["value"][1]) - 1) <= 1e-3 for r in shares)
     finally:
