@@ -70,6 +70,7 @@ def repo_path(container_path: str, service: dict[str, Any]) -> Path:
     raise AssertionError(f"{container_path} is not under a bind mount of the repository")
 
 
+@pytest.mark.integration
 def test_compose_file_validates_against_the_compose_specification():
     proc = subprocess.run(
         [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
@@ -79,6 +80,7 @@ def test_compose_file_validates_against_the_compose_specification():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.integration
 def test_the_schema_check_catches_a_broken_file(tmp_path):
     broken = tmp_path / "docker-compose.yml"
     broken.write_text(COMPOSE.read_text().replace("condition: service_healthy", "condition: when_ready", 1))
@@ -241,6 +243,7 @@ def test_stream_labels_selectors_and_retention_fit_together(services):
     assert "downsampling.disable" in quarter_args
 
 
+@pytest.mark.integration
 def test_every_thanos_flag_is_listed_with_its_documentation(services):
     listed = yaml.safe_load((REPO / "thanos" / "flags.yml").read_text())
     version = listed["version"]
@@ -275,6 +278,7 @@ def test_object_store_configs(services):
     assert fs == {"type": "FILESYSTEM", "config": {"directory": "data/bucket"}}
 
 
+@pytest.mark.integration
 def test_no_secret_in_git(services):
     for name, s in services.items():
         for key, value in (s.get("environment") or {}).items():

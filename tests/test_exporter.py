@@ -9,6 +9,7 @@ import sys
 import threading
 
 import numpy as np
+import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -82,6 +83,7 @@ def test_http_endpoint_serves_the_current_second(fleet):
         server.server_close()
 
 
+@pytest.mark.integration
 def test_exporter_refuses_a_bad_fleet(tmp_path):
     bad = tmp_path / "fleet.yaml"
     bad.write_text(

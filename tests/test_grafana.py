@@ -38,6 +38,7 @@ def dashboards() -> dict[str, dict]:
     return {p.stem: json.loads(p.read_text()) for p in sorted((GRAFANA / "dashboards").glob("*.json"))}
 
 
+@pytest.mark.integration
 def test_committed_json_is_what_the_code_generates(tmp_path):
     subprocess.run(
         [sys.executable, str(GRAFANA / "dashboards.py"), str(tmp_path)], check=True, capture_output=True
@@ -126,6 +127,7 @@ def run(prom: str, q: ge.Query) -> list[dict]:
     return promapi.query_range(prom, q.expr, q.start, q.end, q.step)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", ["live", "history", "usage"])
 @pytest.mark.parametrize("span", [None, ("now-3y", "now"), ("now-1d/d", "now-1d/d")])
 def test_every_panel_query_returns_data(data, name, span):
@@ -144,6 +146,7 @@ def value(prom: str, q: ge.Query) -> float:
     return float(r["value"][1])
 
 
+@pytest.mark.integration
 def test_live_power_is_the_model_now(data):
     s, prom = data["sensor"], data["prom"]
     now = dt.datetime.now(dt.UTC)
@@ -152,6 +155,7 @@ def test_live_power_is_the_model_now(data):
     assert round(kw * 1000) in set(loadmodel.power(s, np.arange(t - 3, t + 1)).tolist())
 
 
+@pytest.mark.integration
 def test_energy_today_is_the_counter_since_local_midnight(data):
     s, prom, ledger = data["sensor"], data["prom"], data["ledger"]
     now = dt.datetime.now(dt.UTC)
@@ -164,6 +168,7 @@ def test_energy_today_is_the_counter_since_local_midnight(data):
     assert abs(got - exact) <= 3 * loadmodel.power(s, np.arange(t - 3, t + 1)).max()
 
 
+@pytest.mark.integration
 def test_last_months_total_is_the_counters_increase_over_it(data):
     prom, ledger = data["prom"], data["ledger"]
     now = dt.datetime.now(dt.UTC)
@@ -179,6 +184,7 @@ def test_last_months_total_is_the_counters_increase_over_it(data):
     assert got == pytest.approx(exact / 3.6e6, rel=1e-12)
 
 
+@pytest.mark.integration
 def test_same_month_last_year_comes_from_the_quarter_hour_history(data):
     prom, ledger = data["prom"], data["ledger"]
     now = dt.datetime.now(dt.UTC)
@@ -190,6 +196,7 @@ def test_same_month_last_year_comes_from_the_quarter_hour_history(data):
     assert value(prom, q) == pytest.approx(exact / 3.6e6, rel=1e-12)
 
 
+@pytest.mark.integration
 def test_a_days_quarter_hours_add_up_to_the_days_total(data):
     prom, ledger = data["prom"], data["ledger"]
     now = dt.datetime.now(dt.UTC)
@@ -207,6 +214,7 @@ def test_a_days_quarter_hours_add_up_to_the_days_total(data):
     assert [(int(float(t)), pytest.approx(float(v), rel=1e-12)) for t, v in bars["values"]] == [(day0, total)]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("title", "key", "start", "end"),
     [
@@ -239,6 +247,7 @@ def test_week_and_month_bars_are_the_counters_increase(data, title, key, start, 
     assert bars[key] == pytest.approx(exact, rel=1e-9)
 
 
+@pytest.mark.integration
 def test_history_before_the_raw_window_reads_the_same_from_the_quarter_stream_alone(data):
     """Three years on, the bucket's raw tier has expired: the History dashboard then
     reads the quarter stream only.  Served alone by a real Prometheus, it answers

@@ -12,7 +12,7 @@ import pytest
 from homewatt import loadmodel, promapi, promconfig
 from homewatt.meter import Ledger, counter
 
-from .conftest import metered_second
+from .conftest import assert_each_second_once, metered_second
 
 pytestmark = pytest.mark.integration
 
@@ -52,13 +52,11 @@ def test_live_samples_equal_the_model_at_their_timestamps(live_stack):
         values = np.array([v for _, v in power[s.id]])
         assert len(ts) >= 9, f"{s.id}: only {len(ts)} samples in 10 s at a 1 s scrape"
         assert now - ts.max() <= 2.0, "the newest sample is at most 2 s old"
-        secs = metered_second(ts, values, functools.partial(loadmodel.power, s))
-        assert np.all(np.diff(secs) == 1), "one sample per second, none twice, none skipped"
-        assert list(values) == list(loadmodel.power(s, secs).astype(float))
-        ets = np.array([t for t, _ in energy[s.id]])
-        evalues = np.array([v for _, v in energy[s.id]])
-        esecs = metered_second(ets, evalues, functools.partial(sensor_counter, ledger, i))
-        assert list(evalues) == list(counter(ledger, esecs)[i].astype(float))
+        assert [t for t, _ in energy[s.id]] == list(ts), "both families come from the same scrapes"
+        joules = np.array([v for _, v in energy[s.id]])
+        secs = metered_second(ts, joules, functools.partial(sensor_counter, ledger, i))
+        assert_each_second_once(ts, secs)
+        assert list(values) == list(loadmodel.power(s, secs).astype(float)), "power of the same second"
 
 
 def test_series_carry_stable_labels(live_stack):
@@ -100,10 +98,11 @@ def test_one_minute_rules_match_the_model(live_stack):
         T = evaluated[s.id]
         rec_inc = promapi.by_label(promapi.query(prom, "sensor:elec_energy_joules:increase1m", at=T))[s.id]
         rec_avg = promapi.by_label(promapi.query(prom, "sensor:elec_power_watts:avg1m", at=T))[s.id]
-        seen = raw_samples(prom, f'elec_power_watts{{sensor="{s.id}"}}[1m]', T)[s.id]
+        seen = raw_samples(prom, f'elec_energy_joules_total{{sensor="{s.id}"}}[1m]', T)[s.id]
         ts = np.array([t for t, _ in seen])
-        values = np.array([v for _, v in seen])
-        secs = metered_second(ts, values, functools.partial(loadmodel.power, s))
+        secs = metered_second(
+            ts, np.array([v for _, v in seen]), functools.partial(sensor_counter, ledger, i)
+        )
         assert len(secs) >= 58, f"{s.id}: {len(secs)} samples in a 1 s-scraped minute"
         # Mean power over the samples in the window, as the model gives them.
         assert rec_avg == pytest.approx(loadmodel.power(s, secs).mean(), rel=1e-9)

@@ -56,6 +56,7 @@ def test_window_lengths_across_the_dst_nights_of_2027():
         Window.ending(dt.datetime(2027, 3, 29, 1, tzinfo=dt.UTC))
 
 
+@pytest.mark.integration
 def test_next_prints_fire_times_with_offsets():
     out = subprocess.run(
         [sys.executable, "-m", "partner_job", "next", "--after", "2027-10-30T12:00:00+02:00", "--count", "3"],
@@ -78,6 +79,7 @@ class Clock:
         return self.t
 
 
+@pytest.mark.integration
 def test_the_token_comes_from_the_environment_or_a_file_never_empty(tmp_path):
     secret = tmp_path / "partner_token"
     secret.write_text("s3cret\n")
@@ -194,6 +196,7 @@ def faults(settings, **spec) -> None:
     r.raise_for_status()
 
 
+@pytest.mark.integration
 def test_fetch_is_chunked_and_equals_the_counter_per_minute(stack, monkeypatch):
     settings, fleet = stack["settings"], stack["fleet"]
     window = Window.ending(MIDNIGHT)
@@ -215,6 +218,7 @@ def test_fetch_is_chunked_and_equals_the_counter_per_minute(stack, monkeypatch):
         assert values[i] == pytest.approx(loadmodel.power(s, np.arange(t, t + 60)).sum() / 3600, rel=1e-12)
 
 
+@pytest.mark.integration
 def test_a_silent_meter_gives_nulls(stack):
     # The window ending Dec 1 reaches past the data (which ends Nov 29 23:30 UTC).
     window = Window.ending(dt.datetime(2026, 12, 1, tzinfo=PARIS))
@@ -227,6 +231,7 @@ def test_a_silent_meter_gives_nulls(stack):
     assert set(values[first_null:]) == {None}
 
 
+@pytest.mark.integration
 def test_run_delivers_and_the_breakdown_is_in_prometheus(stack):
     settings, fleet = stack["settings"], stack["fleet"]
     stats = job.run(settings, fleet.ids(), MIDNIGHT, client(settings), progress=False)
@@ -255,6 +260,7 @@ def test_run_delivers_and_the_breakdown_is_in_prometheus(stack):
         assert float(win[0]["value"][1]) == window.start_ts
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("spec", "retried"),
     [
@@ -274,6 +280,7 @@ def test_each_transient_failure_ends_delivered(stack, spec, retried):
     assert stats.retried == int(retried)
 
 
+@pytest.mark.integration
 def test_an_outage_keeps_the_payload_until_it_lands(stack):
     settings, fleet = stack["settings"], stack["fleet"]
     faults(settings, mode="503", count=10, retry_after=0)
@@ -293,6 +300,7 @@ def test_an_outage_keeps_the_payload_until_it_lands(stack):
     assert again.delivered == 1 and not outbox.pending()
 
 
+@pytest.mark.integration
 def test_a_refused_payload_is_kept_with_the_partners_reason(stack):
     settings = stack["settings"]
     bad = PartnerClient(settings.partner_url, "wrong-token", base_delay=0.01)
@@ -305,6 +313,7 @@ def test_a_refused_payload_is_kept_with_the_partners_reason(stack):
     )
 
 
+@pytest.mark.integration
 def test_killed_between_send_and_push_then_restarted(stack):
     settings, env = stack["settings"], stack["env"]
     pushgw = settings.pushgateway_url
@@ -373,6 +382,7 @@ def good_payload(n: int = 1440, sensor: str = "x-1") -> dict:
     }
 
 
+@pytest.mark.integration
 def test_reference_partner_honours_the_api(stack):
     settings = stack["settings"]
     body = json.dumps(good_payload()).encode()
@@ -415,6 +425,7 @@ def test_reference_partner_breakdown_is_deterministic_and_finds_the_water_heater
     assert abs(a[0]["heating"] - truth["heating"] / total) < 0.1
 
 
+@pytest.mark.integration
 def test_score_prints_the_error_per_usage():
     out = subprocess.run(
         [sys.executable, "-m", "reference_partner.score", "--ends", "2026-02-01"],

@@ -22,9 +22,10 @@ import pytest
 from homewatt import loadmodel, promapi
 from homewatt.config import REPO, hostport
 from homewatt.fleet import Sensor, load_fleet
+from homewatt.meter import Ledger, counter
 from homewatt.procs import WaitTimeout, port_in_use, wait_until
 
-from .conftest import metered_second, query_until, stack_env, write_fleet
+from .conftest import assert_each_second_once, metered_second, query_until, stack_env, write_fleet
 
 pytestmark = pytest.mark.integration
 
@@ -94,16 +95,18 @@ def ctrl_c(proc: subprocess.Popen[str]) -> int:
     return proc.wait(timeout=40)
 
 
-def live_seconds_around(prom: str, sensor: Sensor, t: int) -> tuple[np.ndarray, np.ndarray]:
-    """Metered second and counter of every sample within 15 s of t, backfilled or live."""
+def live_seconds_around(prom: str, sensor: Sensor, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stamp, metered second and counter of every sample within 15 s of t, backfilled or live."""
     sel = f'{{sensor="{sensor.id}"}}'
     power = promapi.query(prom, f"elec_power_watts{sel}[30s]", at=t + 15)[0]["values"]
     energy = promapi.query(prom, f"elec_energy_joules_total{sel}[30s]", at=t + 15)[0]["values"]
-    ts = np.array([float(x) for x, _ in power])
-    values = np.array([float(v) for _, v in power])
-    secs = metered_second(ts, values, lambda x: loadmodel.power(sensor, x))
-    assert [float(x) for x, _ in energy] == list(ts)
-    return secs, np.array([float(v) for _, v in energy])
+    ts = np.array([float(x) for x, _ in energy])
+    joules = np.array([float(v) for _, v in energy])
+    ledger = Ledger([sensor])
+    secs = metered_second(ts, joules, lambda x: counter(ledger, x)[0])
+    assert [float(x) for x, _ in power] == list(ts)
+    assert [float(v) for _, v in power] == list(loadmodel.power(sensor, secs).astype(float))
+    return ts, secs, joules
 
 
 def test_up_backfills_once_shows_live_power_then_ctrl_c_stops_everything(tmp_path):
@@ -120,13 +123,17 @@ def test_up_backfills_once_shows_live_power_then_ctrl_c_stops_everything(tmp_pat
         assert written and int(written[1]) >= 2, text
         prom = env["PROMETHEUS_URL"]
         live_start = json.loads((data / "backfill" / "state.json").read_text())["identity"]["live_start"]
-        # The join: one sample per metered second across it, none twice, and the
-        # counter steps by exactly the previous second's power.
+        # The join: one sample per metered second across it (see assert_each_second_once
+        # for the one exception), and the counter steps by exactly the energy in between.
         for s in load_fleet(fleet_file).sensors:
-            secs, joules = live_seconds_around(prom, s, live_start)
+            ts, secs, joules = live_seconds_around(prom, s, live_start)
             assert secs[0] < live_start - 10 and secs[-1] > live_start + 10
-            assert np.all(np.diff(secs) == 1), secs
-            assert list(np.diff(joules)) == list(loadmodel.power(s, secs[:-1]).astype(float))
+            assert np.all(secs[ts < live_start] == ts[ts < live_start]), "backfill: whole seconds"
+            assert_each_second_once(ts, secs)
+            steps = [
+                loadmodel.power(s, np.arange(a, b)).sum() for a, b in zip(secs[:-1], secs[1:], strict=True)
+            ]
+            assert list(np.diff(joules)) == [float(x) for x in steps]
         assert f"{prom}/graph?g0.expr=elec_power_watts" in text
         assert f"http://{env['EXPORTER_LISTEN']}/metrics" in text
         fresh = promapi.query(prom, "time() - timestamp(elec_power_watts)")
