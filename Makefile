@@ -35,7 +35,7 @@ lint: venv
 	$(PY) -m ruff format --check .
 	promtool check config prometheus/prometheus.yml
 	promtool check config prometheus/prometheus.compose.yml
-	promtool check rules rules/*.rules.yml rules/ruler/*.rules.yml
+	promtool check rules rules/*.rules.yml
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 
 typecheck: venv

@@ -33,6 +33,7 @@ from homewatt.contract import (
     QUARTER_HOUR,
     QUARTER_STREAM,
     RAW_STREAM,
+    READING15M,
     SENSOR,
     Metric,
 )
@@ -132,7 +133,7 @@ def raw_chunk(
     power = loadmodel.power(tuple(sensors), seconds)  # (S, N)
     present = loadmodel.available(tuple(sensors), seconds[lead:])  # replayed data may have holes
     fams = _families(POWER, ENERGY, AVG1M, INC1M)
-    quarter = _families(ENERGY, AVG15M, INC15M)
+    quarter = _families(READING15M, AVG15M, INC15M)
     counter_end = np.empty(len(sensors), dtype=np.int64)
     ts = seconds[lead:]
     ends_1m = np.arange(-(-max(start, min_1m_end) // MINUTE) * MINUTE, end, MINUTE, dtype=np.int64)
@@ -152,7 +153,7 @@ def raw_chunk(
         # The counter at each quarter-hour, for the quarter stream's 3-year totals;
         # none where the meter was silent, like the per-second series.
         at = ends_15m[present[i][ends_15m - start]]
-        quarter[ENERGY].add(label, counter_at[at - first], at)
+        quarter[READING15M].add(slabel, counter_at[at - first], at)
         _window_aggregates(fams, slabel, counter_at, first, MINUTE, AVG1M, INC1M, ends_1m)
         _window_aggregates(quarter, slabel, counter_at, first, q, AVG15M, INC15M, ends_15m)
     texts, samples = _streams({RAW_STREAM: fams, QUARTER_STREAM: quarter})
@@ -186,10 +187,10 @@ def history_chunk(
     `quarters` (Q,) aligned instants, `counters` (S, Q) the counter there, `energy`
     (S, Q) the joules of [Q - 15 min, Q).
     """
-    fams = _families(ENERGY, AVG15M, INC15M)
+    fams = _families(READING15M, AVG15M, INC15M)
     for i, s in enumerate(sensors):
         label = f'{SENSOR}="{s.id}"'
-        fams[ENERGY].add(RAW_LABELS + label, counters[i], quarters)
+        fams[READING15M].add(label, counters[i], quarters)
         fams[INC15M].add(label, energy[i], quarters)
         milli = (energy[i] * 10**AVG_SCALE * 2 + QUARTER_HOUR) // (2 * QUARTER_HOUR)
         fams[AVG15M].add(label, milli, quarters, scale=AVG_SCALE)

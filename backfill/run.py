@@ -25,7 +25,7 @@ from backfill import generate
 from backfill.ingest import Ingester, Journal, Target
 from backfill.plan import HISTORY_BLOCK, RAW_BLOCK, Chunk, Plan
 from homewatt import loadmodel, promapi
-from homewatt.contract import DAY, ENERGY, MINUTE, QUARTER_HOUR
+from homewatt.contract import DAY, MINUTE, QUARTER_HOUR, READING15M
 from homewatt.fleet import Sensor
 from homewatt.meter import Ledger, counter, fingerprint
 from homewatt.procs import WaitTimeout, die_with_parent, wait_until
@@ -287,14 +287,14 @@ def wait_for_history(url: str, plan: Plan, sensors: int, timeout: float = 150.0)
     uploaded blocks once the store gateway has synced the bucket.  Both the raw
     window's start and the history's are read back for every sensor.
     """
-    checks = [plan.raw_start + 30] if plan.of("raw") else []
-    checks += [plan.history_start + 1800] if plan.of("history") else []
+    # Instants with a quarter-hour reading less than 15 minutes before them, in each span.
+    checks = [plan.raw_start + QUARTER_HOUR + 30] if plan.of("raw") else []
+    checks += [plan.history_start + 2 * QUARTER_HOUR] if plan.of("history") else []
+    reading = f"last_over_time({READING15M.name}[15m])"
     log.info("waiting until %s answers for the backfilled history ...", url)
 
     def loaded() -> bool:
-        return all(
-            len(promapi.query(url, f"last_over_time({ENERGY.name}[15m])", at=t)) >= sensors for t in checks
-        )
+        return all(len(promapi.query(url, reading, at=t)) >= sensors for t in checks)
 
     try:
         wait_until(loaded, timeout, f"{url} showing the backfilled history", 2.0, (promapi.PromError,))

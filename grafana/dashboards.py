@@ -39,6 +39,7 @@ from homewatt.contract import (
     PARTNER_WINDOW_END,
     PARTNER_WINDOW_START,
     POWER,
+    READING15M,
     USAGE_ENERGY,
     USAGE_SHARE,
     Metric,
@@ -50,16 +51,35 @@ HISTORY_DS = common.DataSourceRef(type_val="prometheus", uid="homewatt-history")
 TZ = "Europe/Paris"
 
 S = '{sensor="$sensor"}'
-COUNTER = f"{ENERGY.name}{S}"
+COUNTER = f"{ENERGY.name}{S}"  # the 1 s counter: Live's today/yesterday
+READING = f"{READING15M.name}{S}"  # the counter read every quarter-hour: every History total
 
 
-def reading(at: str, offset: str = "") -> str:
-    """The counter at an instant (shifted back by `offset`), raw (1 s) or quarter-hour history alike."""
-    return f"last_over_time({COUNTER}[15m] @ {at}{' offset ' + offset if offset else ''})"
+def promql_duration(seconds: int) -> str:
+    """A PromQL duration such as 6d23h59m59s (or -1s): offsets are literals, never sums."""
+    sign, left = ("-", -seconds) if seconds < 0 else ("", seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if left >= size:
+            parts.append(f"{left // size}{unit}")
+            left %= size
+    return sign + ("".join(parts) or "0s")
+
+
+def reading(at: str, back: int = 0, end: bool = False) -> str:
+    """The counter's latest quarter-hour reading at an instant, `back` seconds earlier.
+
+    A period's end comes from Grafana as its last second (23:59:59 for a whole
+    day): `end` reads one second later, the reading on the boundary itself, so a
+    whole period's total is the counter's increase over all of it.
+    """
+    shift = back - (1 if end else 0)
+    offset = f" offset {promql_duration(shift)}" if shift else ""
+    return f"last_over_time({READING}[15m] @ {at}{offset})"
 
 
 FROM, TO = "${__from:date:seconds}", "${__to:date:seconds}"
-PERIOD_KWH = f"({reading(TO)} - {reading(FROM)}) / 3.6e6"
+PERIOD_KWH = f"({reading(TO, end=True)} - {reading(FROM)}) / 3.6e6"
 
 
 def query(
@@ -143,8 +163,10 @@ def live() -> db.Dashboard:
 def history() -> db.Dashboard:
     step_window = "[$__interval] offset -${__interval}1ms"  # (t, t + step]: the step starting at t
     quarter_kwh = f"sum_over_time({INC15M.name}{S}{step_window}) / 3.6e6"
-    mean_kw = f"avg_over_time({AVG15M.name}{S}[$__interval]) / 1000"
-    day_kwh = f"(last_over_time({COUNTER}[15m] offset -1d) - last_over_time({COUNTER}[15m])) / 3.6e6"
+    # (t - step, t] in Prometheus 2.42 and 3 alike: Thanos Query runs the newer engine, whose
+    # range selectors leave out their start; offset -1ms makes 2.42's closed window match.
+    mean_kw = f"avg_over_time({AVG15M.name}{S}[$__interval] offset -1ms) / 1000"
+    day_kwh = f"(last_over_time({READING}[15m] offset -1d) - last_over_time({READING}[15m])) / 3.6e6"
     d = (
         db.Dashboard("homewatt — History")
         .uid("homewatt-history")
@@ -152,7 +174,7 @@ def history() -> db.Dashboard:
         .timezone(TZ)
         .week_start("monday")
         .time("now-30d", "now")
-        .with_variable(sensor_variable(HISTORY_DS, ENERGY.name))
+        .with_variable(sensor_variable(HISTORY_DS, READING15M.name))
         .with_panel(
             timeseries.Panel()
             .title("Mean power (kW)")
@@ -233,11 +255,11 @@ def history() -> db.Dashboard:
         # % needs both periods in one query, so a fixed offset: one week back for weeks,
         # 52 weeks (same weekdays) for "last year"; months have no fixed length, so
         # there is no "% vs last month" (its kWh are shown above).
-        now_kwh = f"({reading(TO)} - {reading(FROM)})"
-        for fixed, versus in (("1w", "last week"), ("52w", "the same days last year")):
-            if fixed == "1w" and unit != "w":
+        now_kwh = f"({reading(TO, end=True)} - {reading(FROM)})"
+        for fixed, versus in ((7 * 86400, "last week"), (52 * 7 * 86400, "the same days last year")):
+            if fixed == 7 * 86400 and unit != "w":
                 continue
-            prev = f"({reading(TO, fixed)} - {reading(FROM, fixed)})"
+            prev = f"({reading(TO, fixed, end=True)} - {reading(FROM, fixed)})"
             ratio = f"{now_kwh} / {prev} - 1"
             title = f"This {name} vs {versus}"
             d = d.with_panel(stat_panel(HISTORY_DS, title, ratio, "percentunit", 1, f"now/{unit}"))

@@ -88,7 +88,12 @@ AVG15M = Metric(
 INC15M = Metric(
     "sensor:elec_energy_joules:increase15m", "gauge", "Energy used in the quarter-hour before the sample, J."
 )
-RECORDED = (AVG1M, INC1M, AVG15M, INC15M)
+READING15M = Metric(
+    "sensor:elec_energy_joules_total:reading15m",
+    "gauge",
+    "The energy counter read at the quarter-hour, J: a total is the difference of two readings.",
+)
+RECORDED = (AVG1M, INC1M, AVG15M, INC15M, READING15M)
 
 # Pushed by the nightly job (grouping key: sensor).
 USAGE_SHARE = Metric(

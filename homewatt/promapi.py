@@ -25,9 +25,14 @@ def _get(base: str, path: str, params: dict[str, Any], timeout: float) -> Any:
     return body["data"]
 
 
-def query(base: str, expr: str, at: float | None = None, timeout: float = 30) -> list[dict[str, Any]]:
-    """Instant query; returns the result vector (each item: metric labels and [ts, "value"])."""
-    params: dict[str, Any] = {"query": expr}
+def query(
+    base: str, expr: str, at: float | None = None, timeout: float = 30, extra: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Instant query; returns the result vector (each item: metric labels and [ts, "value"]).
+
+    `extra`: more URL parameters, e.g. Thanos Query's max_source_resolution.
+    """
+    params: dict[str, Any] = {"query": expr, **(extra or {})}
     if at is not None:
         params["time"] = at
     data = _get(base, "/api/v1/query", params, timeout)
@@ -37,11 +42,16 @@ def query(base: str, expr: str, at: float | None = None, timeout: float = 30) ->
 
 
 def query_range(
-    base: str, expr: str, start: float, end: float, step: float, timeout: float = 60
+    base: str,
+    expr: str,
+    start: float,
+    end: float,
+    step: float,
+    timeout: float = 60,
+    extra: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    data = _get(
-        base, "/api/v1/query_range", {"query": expr, "start": start, "end": end, "step": step}, timeout
-    )
+    params = {"query": expr, "start": start, "end": end, "step": step, **(extra or {})}
+    data = _get(base, "/api/v1/query_range", params, timeout)
     return list(data["result"])
 
 

@@ -33,8 +33,7 @@ COMPOSE_ADDRESSES = {
 # Which rule files run where when Thanos runs (`make up`, the Docker stack; paths
 # relative to prometheus/): Prometheus the 1m group, the Ruler the rest.
 PROMETHEUS_RULES = ["../rules/homewatt-1m.rules.yml"]
-# The Ruler also copies the counter into the quarter stream (a rule Prometheus must not run).
-RULER_RULES = ["../rules/homewatt-15m.rules.yml", "../rules/ruler/homewatt-counter15m.rules.yml"]
+RULER_RULES = ["../rules/homewatt-15m.rules.yml"]
 
 
 def render(

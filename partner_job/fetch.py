@@ -6,6 +6,12 @@ minute's energy is the difference of two consecutive readings.  A reading
 counts only if a sample lies within 2 s of the instant: anything older means
 the meter was silent there, and both minutes around it become null.  Requests
 are split so none asks more than 10,000 points (Prometheus refuses 11,000).
+
+Read through Thanos Query, each request asks for deduplicated data at raw
+resolution and refuses a partial answer: a store that is down must fail the
+read (the sensor is retried at the next run), never turn its minutes into nulls
+that the partner would take for a silent meter.  Prometheus ignores these
+parameters.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from homewatt.window import Window
 
 MAX_POINTS = 10_000
 FRESH = "2s"
+THANOS = {"dedup": "true", "partial_response": "false", "max_source_resolution": "0s"}
 
 
 def counter_readings(prom: str, sensor: str, window: Window, max_points: int = MAX_POINTS) -> np.ndarray:
@@ -29,7 +36,7 @@ def counter_readings(prom: str, sensor: str, window: Window, max_points: int = M
         last = min(n, first + max_points) - 1
         start = window.start_ts + 60 * first
         end = window.start_ts + 60 * last
-        result = promapi.query_range(prom, expr, start, end, 60)
+        result = promapi.query_range(prom, expr, start, end, 60, extra=THANOS)
         for series in result:  # one series normally; several only if labels changed
             for t, v in series["values"]:
                 k = (int(round(float(t))) - window.start_ts) // 60

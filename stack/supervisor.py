@@ -97,6 +97,19 @@ class Supervisor:
     def dead(self) -> list[Service]:
         return [s for s in self.services if s.process is not None and s.process.poll() is not None]
 
+    def stop_one(self, service: Service, grace: float = 10.0) -> None:
+        """Stop one service (SIGTERM, then SIGKILL after `grace` s) and forget it."""
+        p = service.process
+        if p is not None and p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                log.warning("%s ignored SIGTERM, killing it", service.name)  # a halted compactor does
+                p.kill()
+                p.wait()
+        self.services.remove(service)
+
     def stop(self, grace: float = 10.0) -> None:
         for service in reversed(self.services):
             p = service.process

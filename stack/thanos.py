@@ -54,13 +54,17 @@ class ThanosMissing(FileNotFoundError):
 
 @dataclass(frozen=True)
 class Timings:
-    """The waits that make Thanos safe on a real bucket, shortened by tests."""
+    """The waits and retentions that make Thanos safe on a real bucket; tests shorten them."""
 
     consistency_delay: str = "30m"  # the compactor leaves fresher blocks alone (partial uploads)
     compact_interval: str = "5m"
     store_sync: str = "1m"  # how soon the store gateway sees an uploaded block
     delete_delay: str = "48h"  # a deleted block stays readable this long for running queries
+    ignore_marked_after: str = "24h"  # the store stops serving a block marked for deletion (< delete_delay)
     block_duration: str = "2h"  # the Ruler's TSDB block length, what it uploads
+    raw_retention: str = RAW_RETENTION
+    downsampled_retention: str = DOWNSAMPLED_RETENTION
+    quarter_retention: str = QUARTER_RETENTION
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,7 @@ class Thanos:
                 f"--data-dir={self.dir / 'store'}",
                 f"--objstore.config-file={self.objstore_config()}",
                 f"--sync-block-duration={self.timings.store_sync}",
+                f"--ignore-deletion-marks-delay={self.timings.ignore_marked_after}",
                 f"--grpc-address={self.addr('store-grpc')}",
                 f"--http-address={self.addr('store-http')}",
             ],
@@ -180,12 +185,15 @@ class Thanos:
         name = COMPACTORS[stream]
         if stream == RAW_STREAM:
             retention = [
-                f"--retention.resolution-raw={RAW_RETENTION}",
-                f"--retention.resolution-5m={DOWNSAMPLED_RETENTION}",
-                f"--retention.resolution-1h={DOWNSAMPLED_RETENTION}",
+                f"--retention.resolution-raw={self.timings.raw_retention}",
+                f"--retention.resolution-5m={self.timings.downsampled_retention}",
+                f"--retention.resolution-1h={self.timings.downsampled_retention}",
             ]
         else:
-            retention = [f"--retention.resolution-raw={QUARTER_RETENTION}", "--downsampling.disable"]
+            retention = [
+                f"--retention.resolution-raw={self.timings.quarter_retention}",
+                "--downsampling.disable",
+            ]
         return self._service(
             name,
             [

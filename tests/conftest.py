@@ -17,7 +17,7 @@ import yaml
 from homewatt import promapi
 from homewatt.config import Settings
 from homewatt.fleet import DEFAULT_FLEET, Fleet, load_fleet
-from homewatt.procs import free_port, wait_until
+from homewatt.procs import free_port, port_in_use, wait_until
 from stack.services import Stack
 from stack.supervisor import Service, Supervisor
 
@@ -66,6 +66,16 @@ def query_until(url: str, expr: str, count: int, timeout: float) -> list[dict[st
         return got if len(got) >= count else None
 
     return wait_until(enough, timeout, f"{expr!r} with {count} series at {url}", 1.0, (promapi.PromError,))
+
+
+def free_port_base(n: int) -> int:
+    """A port p such that p .. p + n - 1 are all free now (the Thanos components' ports)."""
+    rng = np.random.default_rng()
+    for _ in range(200):
+        base = int(rng.integers(20000, 60000 - n))
+        if not any(port_in_use("127.0.0.1", base + i) for i in range(n)):
+            return base
+    raise RuntimeError(f"no {n} consecutive free ports")
 
 
 def stack_env(data: Path, fleet_file: Path | None) -> dict[str, str]:

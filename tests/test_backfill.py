@@ -148,12 +148,12 @@ def test_aggregates_equal_the_model(backfilled):
             assert value(prom, f"sensor:elec_power_watts:avg{w}", T, s.id) == pytest.approx(
                 joules / width, abs=5e-4
             )
-    # History keeps the counter every quarter-hour, exactly.
+    # History keeps the counter's reading every quarter-hour, exactly.
     ledger = Ledger(fleet.sensors)
     for Q in map(int, history):
-        got = promapi.by_label(promapi.query(prom, "elec_energy_joules_total", at=Q))
+        got = promapi.by_label(promapi.query(prom, "sensor:elec_energy_joules_total:reading15m", at=Q))
         assert [got[s.id] for s in fleet.sensors] == list(counter(ledger, [Q])[:, 0])
-        stamp = promapi.query(prom, "timestamp(elec_energy_joules_total)", at=Q + 60)
+        stamp = promapi.query(prom, "timestamp(sensor:elec_energy_joules_total:reading15m)", at=Q + 60)
         assert all(float(r["value"][1]) == Q for r in stamp)  # on the calendar
 
 
@@ -168,12 +168,13 @@ def test_quarter_series_is_continuous_across_the_raw_start(backfilled):
 
 
 def day_totals(prom: str, day: dt.date) -> tuple[int, int, dict[str, dict[str, float]]]:
-    """A UTC day's bounds, the counter's increase over it and the sum and count of its quarter-hours."""
+    """A UTC day's bounds, the counter's increase over it (from its quarter-hour readings, which
+    the history and the raw window both hold) and the sum and count of its quarter-hours."""
     d0 = int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp())
     d1 = d0 + 86400
     quarters = f"sensor:elec_energy_joules:increase15m[86399s] @ {d1}"
     totals = {
-        "increase": f"elec_energy_joules_total @ {d1} - elec_energy_joules_total @ {d0}",
+        "increase": f"sensor:elec_energy_joules_total:reading15m @ {d1} - sensor:elec_energy_joules_total:reading15m @ {d0}",
         "quarters": f"sum_over_time({quarters})",
         "count": f"count_over_time({quarters})",
     }
@@ -184,9 +185,14 @@ def day_totals(prom: str, day: dt.date) -> tuple[int, int, dict[str, dict[str, f
 def test_a_day_adds_up(backfilled, day):
     prom, fleet = backfilled["prom"], backfilled["fleet"]
     d0, d1, got = day_totals(prom, day)
+    raw = promapi.by_label(
+        promapi.query(prom, f"elec_energy_joules_total @ {d1} - elec_energy_joules_total @ {d0}")
+    )
     for s in fleet.sensors:
         exact = int(loadmodel.power(s, np.arange(d0, d1)).sum())
-        assert got["increase"][s.id] == exact  # the counter's increase is the day's per-second power
+        assert got["increase"][s.id] == exact  # the readings' increase is the day's per-second power
+        if d0 >= backfilled["plan"].raw_start:  # and so is the 1 s counter's, where it exists
+            assert raw[s.id] == exact
         assert got["count"][s.id] == 96
         assert abs(got["quarters"][s.id] - got["increase"][s.id]) <= 0.005 * got["increase"][s.id]
 

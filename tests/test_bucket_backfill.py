@@ -86,7 +86,7 @@ def test_summary_prints_one_upload_command_per_stream(bucket):
 
 def test_upload_without_thanos_says_so_and_keeps_the_blocks(bucket, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
-    argv = [*bucket["argv"], "--bucket-dir", str(bucket["out"]), "--upload"]
+    argv = [*bucket["argv"], "--bucket-dir", str(bucket["out"]), "--upload", "--thanos", "thanos"]
     with pytest.raises(BackfillError, match="needs the thanos binary"):
         run_backfill(options_from_argv(argv))
     assert metas(bucket["out"] / "raw")  # nothing lost
@@ -109,8 +109,8 @@ def test_quarter_stream_alone_holds_exact_quarters_and_day_totals(bucket):
             "sensor:elec_energy_joules:increase1m",
         ):
             assert promapi.query(prom, f"count_over_time({name}[30d])", at=END_TS) == [], name
-        # The counter every quarter-hour and the 15m series, on the calendar, across the raw start.
-        for r in promapi.query(prom, "elec_energy_joules_total[2d]", at=END_TS):
+        # The counter's reading every quarter-hour and the 15m series, on the calendar, across the raw start.
+        for r in promapi.query(prom, "sensor:elec_energy_joules_total:reading15m[2d]", at=END_TS):
             ts = [int(float(t)) for t, _ in r["values"]]
             assert all(t % QUARTER_HOUR == 0 for t in ts) and np.all(np.diff(ts) == QUARTER_HOUR)
         # 31 May straddles the raw start (00:07:13): its first minutes come from the history.
@@ -124,7 +124,7 @@ def test_quarter_stream_alone_holds_exact_quarters_and_day_totals(bucket):
                 assert totals["count"][s.id] == 96
         # The counter at the raw start's quarter, read from this stream only, is the meter's.
         q = -(-plan.raw_start // QUARTER_HOUR) * QUARTER_HOUR
-        at_q = promapi.by_label(promapi.query(prom, "elec_energy_joules_total", at=q))
+        at_q = promapi.by_label(promapi.query(prom, "sensor:elec_energy_joules_total:reading15m", at=q))
         assert [at_q[s.id] for s in fleet.sensors] == list(counter(ledger, [q])[:, 0])
 
 

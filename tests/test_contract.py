@@ -63,8 +63,6 @@ def test_recording_rules_record_the_contracts_series():
         for group in yaml.safe_load(path.read_text())["groups"]:
             recorded |= {r["record"] for r in group["rules"] if "record" in r}
     assert recorded == {m.name for m in contract.RECORDED}
-    ruler = yaml.safe_load((REPO / "rules" / "ruler" / "homewatt-counter15m.rules.yml").read_text())
-    assert [r["record"] for g in ruler["groups"] for r in g["rules"]] == [contract.ENERGY.name]
 
 
 def test_prometheus_config_pins_the_exporters_job_and_instance():

@@ -177,10 +177,8 @@ def test_last_months_total_is_the_counters_increase_over_it(data):
     assert (start.day, start.hour, start.minute) == (1, 0, 0)
     end = dt.datetime.combine((start + dt.timedelta(days=32)).replace(day=1).date(), dt.time(), PARIS)
     got = value(prom, q)
-    # The reading at the range's end (23:59:59.999) is the counter at 23:59:59: the month less its last second.
-    exact = (
-        counter(ledger, [int(end.timestamp()) - 1])[0, 0] - counter(ledger, [int(start.timestamp())])[0, 0]
-    )
+    # The range ends at 23:59:59.999; its total reads the counter on the boundary: the whole month.
+    exact = counter(ledger, [int(end.timestamp())])[0, 0] - counter(ledger, [int(start.timestamp())])[0, 0]
     assert got == pytest.approx(exact / 3.6e6, rel=1e-12)
 
 
@@ -191,8 +189,10 @@ def test_same_month_last_year_comes_from_the_quarter_hour_history(data):
     q = by_title("history", "Same month last year", now)
     start = dt.datetime.fromtimestamp(q.start, PARIS)
     assert start.year == now.astimezone(PARIS).year - 1 and start.day == 1
-    last_quarter = int(q.end) // 900 * 900  # before the raw window the counter is kept every 15 min
-    exact = counter(ledger, [last_quarter])[0, 0] - counter(ledger, [int(q.start)])[0, 0]
+    # To the same point a year ago: the last quarter-hour reading at or before it (+1 s, as a
+    # whole period's last second is read on the boundary after it).
+    last_reading = (int(q.end) + 1) // 900 * 900
+    exact = counter(ledger, [last_reading])[0, 0] - counter(ledger, [int(q.start)])[0, 0]
     assert value(prom, q) == pytest.approx(exact / 3.6e6, rel=1e-12)
 
 

@@ -115,9 +115,3 @@ def test_lighting_only_in_the_dark(fleet):
     hours = np.array([dt.datetime.fromtimestamp(t, PARIS).hour for t in ts])
     assert light[(hours >= 10) & (hours < 21)].sum() == 0  # long June days
     assert light.sum() > 0
-
-
-def test_one_sensor_day_is_fast_enough_to_backfill(fleet):
-    # Correctness of a whole day at once (the speed itself is in benchmarks/model_speed.py).
-    p = loadmodel.power(fleet.sensors[0], day_seconds(2026, 3, 29, PARIS))  # a 23-hour DST day
-    assert p.size == 23 * 3600
