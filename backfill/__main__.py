@@ -22,10 +22,10 @@ import os
 import sys
 from pathlib import Path
 
-from backfill.api import HISTORY_DAYS, RAW_DAYS, Options, backfill
+from backfill.api import Options, backfill
 from backfill.run import BackfillError
 from homewatt import promapi, streams
-from homewatt.config import REPO
+from homewatt.config import HISTORY_DAYS, RAW_DAYS, REPO
 from homewatt.fleet import FleetError
 
 

@@ -14,14 +14,11 @@ from backfill.ingest import Target
 from backfill.plan import Plan, make_plan
 from backfill.run import BackfillError, Summary, run, wait_for_history
 from homewatt import promapi, streams
-from homewatt.config import REPO
+from homewatt.config import HISTORY_DAYS, RAW_DAYS, REPO
 from homewatt.contract import EXPORTER_JOB, POWER, STREAMS
 from homewatt.fleet import load_fleet
 from homewatt.meter import Ledger
 from homewatt.procs import die_with_parent
-
-RAW_DAYS = 90.0
-HISTORY_DAYS = 3 * 365 + 1.0
 
 
 def live_start_from_prometheus(url: str, lookback_hours: int = 6) -> int:

@@ -25,12 +25,15 @@ from backfill import generate
 from backfill.ingest import Ingester, Journal, Target
 from backfill.plan import HISTORY_BLOCK, RAW_BLOCK, Chunk, Plan
 from homewatt import loadmodel, promapi
-from homewatt.contract import DAY, MINUTE, QUARTER_HOUR, READING15M
+from homewatt.contract import DAY, MINUTE, POWER, QUARTER_HOUR, READING15M
 from homewatt.fleet import Sensor
 from homewatt.meter import Ledger, counter, fingerprint
 from homewatt.procs import WaitTimeout, die_with_parent, wait_until
 
 log = logging.getLogger(__name__)
+
+# Read through Thanos Query: deduplicated, and an error rather than a partial answer.
+THANOS = {"dedup": "true", "partial_response": "false"}
 
 
 class BackfillError(RuntimeError):
@@ -291,10 +294,13 @@ def wait_for_history(url: str, plan: Plan, sensors: int, timeout: float = 150.0)
     checks = [plan.raw_start + QUARTER_HOUR + 30] if plan.of("raw") else []
     checks += [plan.history_start + 2 * QUARTER_HOUR] if plan.of("history") else []
     reading = f"last_over_time({READING15M.name}[15m])"
+    # ... and the raw window's last second, where live data takes over.
+    join = [(f"last_over_time({POWER.name}[1m])", plan.live_start - 1)] if plan.of("raw") else []
     log.info("waiting until %s answers for the backfilled history ...", url)
 
     def loaded() -> bool:
-        return all(len(promapi.query(url, reading, at=t)) >= sensors for t in checks)
+        exprs = [(reading, t) for t in checks] + join
+        return all(len(promapi.query(url, e, at=t, extra=THANOS)) >= sensors for e, t in exprs)
 
     try:
         wait_until(loaded, timeout, f"{url} showing the backfilled history", 2.0, (promapi.PromError,))

@@ -8,6 +8,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
+RAW_DAYS = 90.0  # the backfill's days at 1 s before the live start
+HISTORY_DAYS = 3 * 365 + 1.0  # and its days of quarter-hours before those: three years
 
 
 def hostport(url: str) -> tuple[str, int]:
@@ -28,6 +30,8 @@ class Settings:
     thanos_port_base: int  # the other Thanos components listen on the ports just above it
     data: Path
     fleet: str | None
+    raw_days: float  # the backfill: days at 1 s before the live start
+    history_days: float  # and days of quarter-hours before those
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -42,6 +46,8 @@ class Settings:
             thanos_port_base=int(env.get("HOMEWATT_THANOS_PORT_BASE", "10903")),
             data=Path(env.get("HOMEWATT_DATA", "./data")).resolve(),
             fleet=env.get("HOMEWATT_FLEET") or None,
+            raw_days=float(env.get("HOMEWATT_RAW_DAYS", RAW_DAYS)),
+            history_days=float(env.get("HOMEWATT_HISTORY_DAYS", HISTORY_DAYS)),
         )
 
 

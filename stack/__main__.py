@@ -68,6 +68,8 @@ def backfill_history(settings: Settings, thanos: Thanos) -> Summary:
             data=settings.data,
             fleet=settings.fleet,
             prometheus_url=settings.prometheus_url,
+            raw_days=settings.raw_days,
+            history_days=settings.history_days,
             bucket_dir=settings.data / "backfill",
             objstore_config=thanos.objstore_config(),
             upload=True,

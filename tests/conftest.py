@@ -94,6 +94,15 @@ def stack_env(data: Path, fleet_file: Path | None) -> dict[str, str]:
     return env
 
 
+def thanos_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` with the Thanos tier on free ports: Query at HISTORY_URL, the rest above a free base."""
+    return {
+        **env,
+        "HISTORY_URL": f"http://127.0.0.1:{free_port()}",
+        "HOMEWATT_THANOS_PORT_BASE": str(free_port_base(9)),
+    }
+
+
 def serve_blocks(blocks: Path, data: Path, fleet_file: Path) -> tuple[Settings, Service]:
     """A Prometheus on free ports whose TSDB is a copy of a directory of blocks (e.g. one
     Thanos block stream): what it answers is what those blocks hold."""

@@ -25,7 +25,14 @@ from homewatt.fleet import Sensor, load_fleet
 from homewatt.meter import Ledger, counter
 from homewatt.procs import WaitTimeout, port_in_use, wait_until
 
-from .conftest import assert_each_second_once, metered_second, query_until, stack_env, write_fleet
+from .conftest import (
+    assert_each_second_once,
+    metered_second,
+    query_until,
+    stack_env,
+    thanos_env,
+    write_fleet,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -98,8 +105,9 @@ def ctrl_c(proc: subprocess.Popen[str]) -> int:
 def live_seconds_around(prom: str, sensor: Sensor, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stamp, metered second and counter of every sample within 15 s of t, backfilled or live."""
     sel = f'{{sensor="{sensor.id}"}}'
-    power = promapi.query(prom, f"elec_power_watts{sel}[30s]", at=t + 15)[0]["values"]
-    energy = promapi.query(prom, f"elec_energy_joules_total{sel}[30s]", at=t + 15)[0]["values"]
+    extra = {"dedup": "true", "partial_response": "false"}
+    power = promapi.query(prom, f"elec_power_watts{sel}[30s]", at=t + 15, extra=extra)[0]["values"]
+    energy = promapi.query(prom, f"elec_energy_joules_total{sel}[30s]", at=t + 15, extra=extra)[0]["values"]
     ts = np.array([float(x) for x, _ in energy])
     joules = np.array([float(v) for _, v in energy])
     ledger = Ledger([sensor])
@@ -112,7 +120,11 @@ def live_seconds_around(prom: str, sensor: Sensor, t: int) -> tuple[np.ndarray, 
 def test_up_backfills_once_shows_live_power_then_ctrl_c_stops_everything(tmp_path):
     data = tmp_path / "data"
     fleet_file = write_fleet(tmp_path / "fleet.yaml", n=2)
-    env = {**stack_env(data, fleet_file), "HOMEWATT_RAW_DAYS": "0.05", "HOMEWATT_HISTORY_DAYS": "2"}
+    env = {
+        **thanos_env(stack_env(data, fleet_file)),
+        "HOMEWATT_RAW_DAYS": "0.05",
+        "HOMEWATT_HISTORY_DAYS": "2",
+    }
     proc, lines, took = start_up(env)
     try:
         text = "\n".join(lines)
@@ -121,12 +133,15 @@ def test_up_backfills_once_shows_live_power_then_ctrl_c_stops_everything(tmp_pat
         assert live_after < 30
         written = re.search(r"backfill: 2 sensors, (\d+) chunks written, 0 already there \(skipped\)", text)
         assert written and int(written[1]) >= 2, text
-        prom = env["PROMETHEUS_URL"]
-        live_start = json.loads((data / "backfill" / "state.json").read_text())["identity"]["live_start"]
-        # The join: one sample per metered second across it (see assert_each_second_once
-        # for the one exception), and the counter steps by exactly the energy in between.
+        prom, history = env["PROMETHEUS_URL"], env["HISTORY_URL"]
+        state = data / "backfill" / ".backfill" / "state.json"
+        live_start = json.loads(state.read_text())["identity"]["live_start"]
+        assert f"Thanos Query UI (3 years):     {history}/graph" in text
+        # The join, read through Thanos Query (the backfill from the bucket, live data from the
+        # sidecar): one sample per metered second across it (see assert_each_second_once for
+        # the one exception), and the counter steps by exactly the energy in between.
         for s in load_fleet(fleet_file).sensors:
-            ts, secs, joules = live_seconds_around(prom, s, live_start)
+            ts, secs, joules = live_seconds_around(history, s, live_start)
             assert secs[0] < live_start - 10 and secs[-1] > live_start + 10
             assert np.all(secs[ts < live_start] == ts[ts < live_start]), "backfill: whole seconds"
             assert_each_second_once(ts, secs)
@@ -154,11 +169,15 @@ def test_up_backfills_once_shows_live_power_then_ctrl_c_stops_everything(tmp_pat
         env["PROMETHEUS_URL"],
         env["PUSHGATEWAY_URL"],
         env["PARTNER_URL"],
+        env["HISTORY_URL"],
         f"http://{env['EXPORTER_LISTEN']}",
     ):
         assert not port_in_use(*hostport(url)), f"{url} still listening"
+    base = int(env["HOMEWATT_THANOS_PORT_BASE"])
+    assert [p for p in range(base, base + 9) if port_in_use("127.0.0.1", p)] == []
     assert no_process_left(str(data)) == []
     stopped_at = time.time()
+    uploaded = sorted(p.name for p in (data / "bucket").iterdir())
 
     # A second start reuses the TSDB and does not backfill again.
     proc, lines, took = start_up(env)
@@ -166,7 +185,8 @@ def test_up_backfills_once_shows_live_power_then_ctrl_c_stops_everything(tmp_pat
         assert f"backfill: 2 sensors, 0 chunks written, {written[1]} already there (skipped)" in "\n".join(
             lines
         )
-        assert took < 30
+        assert took < 60
+        assert sorted(p.name for p in (data / "bucket").iterdir()) == uploaded, "nothing uploaded twice"
         before = promapi.query(env["PROMETHEUS_URL"], "count_over_time(elec_power_watts[2m])", at=stopped_at)
         assert len(before) == 2
         assert all(float(r["value"][1]) >= 3 for r in before)
