@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -23,12 +24,13 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 
 from backfill.__main__ import options_from_argv
 from backfill.api import backfill as run_backfill
 from backfill.api import upload, upload_commands
 from homewatt import promapi, streams
-from homewatt.config import Settings
+from homewatt.config import REPO, Settings
 from homewatt.contract import DAY, QUARTER_STREAM, RAW_STREAM, READING15M, STREAM_LABEL, STREAMS
 from homewatt.fleet import load_fleet
 from homewatt.procs import free_port, wait_until
@@ -360,3 +362,36 @@ def test_after_raw_retention_the_history_still_gives_the_native_numbers(tier):
     assert got and len(got[0]["values"]) == 25
     # ... and every History panel from the quarter stream, as before.
     assert_history_panels_match(tier["native"], tier["query"])
+
+
+def listed_flags() -> dict[str, Any]:
+    return dict(yaml.safe_load((REPO / "thanos" / "flags.yml").read_text())["components"])
+
+
+@pytest.mark.parametrize("component", list(listed_flags()))
+def test_every_listed_flag_exists_in_the_built_binary(component):
+    listed = listed_flags()[component]
+    out = subprocess.run([str(BINARY), *component.split(), "--help"], capture_output=True, text=True)
+    help_text = out.stdout + out.stderr
+    shown = set(re.findall(r"--(?:\[no-\])?([a-z0-9][a-z0-9.-]*)", help_text))
+    missing = set(listed["flags"]) - set(listed.get("hidden", [])) - shown
+    assert not missing, f"thanos {component} has no {missing}"
+
+
+def test_make_up_uses_only_listed_flags(tmp_path):
+    settings = Settings.from_env({**os.environ, "HOMEWATT_DATA": str(tmp_path)})
+    listed = listed_flags()
+    for service in Thanos(settings).services():
+        component = service.argv[1]
+        used = {a[2:].split("=")[0] for a in service.argv[2:]}
+        assert used <= set(listed[component]["flags"]), (service.name, used - set(listed[component]["flags"]))
+
+
+def test_the_go_module_pins_the_composes_thanos():
+    gomod = (REPO / "thanos" / "build" / "go.mod").read_text()
+    (version,) = re.findall(r"^\s*github.com/thanos-io/thanos (v[\d.]+)", gomod, re.M)
+    assert yaml.safe_load((REPO / "thanos" / "flags.yml").read_text())["version"] == version
+    assert f"quay.io/thanos/thanos:{version}" in (REPO / "docker-compose.yml").read_text()
+    assert f"THANOS_IMAGE=quay.io/thanos/thanos:{version}" in (REPO / "Dockerfile").read_text()
+    out = subprocess.run([str(BINARY), "--version"], capture_output=True, text=True)
+    assert f"version {version.lstrip('v')}" in out.stdout + out.stderr

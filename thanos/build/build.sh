@@ -13,10 +13,10 @@ if ! command -v go >/dev/null; then
 fi
 have="$(go env GOVERSION | sed 's/^go//')"
 if [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n1)" != "$need" ]; then
-  echo "thanos: Go $have is too old; Thanos $(sed -n 's#^require github.com/thanos-io/thanos ##p' "$here/go.mod") needs Go >= $need" >&2
+  echo "thanos: Go $have is too old; the pinned Thanos needs Go >= $need (install it, or put it first on PATH)" >&2
   exit 1
 fi
-version="$(sed -n 's#^require github.com/thanos-io/thanos v##p' "$here/go.mod")"
+version="$(sed -n 's#^[[:space:]]*github.com/thanos-io/thanos v\([0-9.]*\).*#\1#p' "$here/go.mod")"
 cd "$here"
 export CGO_ENABLED=0 GOFLAGS=-mod=mod
 start=$(date +%s)

@@ -1,7 +1,11 @@
-// Builds the Thanos binary that `make up` and `make test` run (bin/thanos).
-// The pin is the require line below; the replace block repeats the one in
-// Thanos's own go.mod at that release, because the go command ignores a
-// dependency's replaces and Thanos does not build without them.
+// Builds the Thanos binary that `make up` and `make test` run (bin/thanos,
+// by thanos/build/build.sh).  The pin is github.com/thanos-io/thanos's version
+// in the require block (change it with
+// `go get -tool github.com/thanos-io/thanos/cmd/thanos@vX.Y.Z && go mod tidy`);
+// the replace block repeats the one in Thanos's own go.mod at that release,
+// because the go command ignores a dependency's replaces and Thanos does not
+// build without them.  docker-compose.yml and the Dockerfile pin the same
+// release (a test checks).
 module homewatt.local/thanos-build
 
 go 1.26.0
