@@ -60,11 +60,12 @@ class Stack:
             "exporter": self.settings.exporter_listen,
         }
 
-    def prometheus(self, standalone: bool = False) -> Service:
+    def prometheus(self, standalone: bool = False, block: str = "2h") -> Service:
         """Prometheus under a Thanos sidecar: 2 h blocks that it never compacts (the sidecar
         uploads them, the compactor compacts them in the bucket), the 1m rules only.
 
         `standalone`: a Prometheus that holds its own history and runs every rule file.
+        `block`: the block length (tests shorten it to see the sidecar upload).
         """
         if standalone:
             rules, tsdb = None, [f"--storage.tsdb.retention.time={STANDALONE_RETENTION}"]
@@ -72,8 +73,8 @@ class Stack:
             rules = promconfig.PROMETHEUS_RULES
             tsdb = [
                 f"--storage.tsdb.retention.time={LOCAL_RETENTION}",
-                "--storage.tsdb.min-block-duration=2h",
-                "--storage.tsdb.max-block-duration=2h",
+                f"--storage.tsdb.min-block-duration={block}",
+                f"--storage.tsdb.max-block-duration={block}",
             ]
         config = promconfig.write(self.data / "run" / "prometheus.yml", self.addresses(), rule_files=rules)
         url = self.settings.prometheus_url

@@ -72,6 +72,7 @@ class Thanos:
     settings: Settings
     prometheus_config: Path = streams.DEFAULT_CONFIG
     timings: Timings = Timings()
+    rule_files: tuple[Path, ...] = tuple((REPO / "prometheus" / p).resolve() for p in RULER_RULES)
 
     @property
     def binary(self) -> str:
@@ -163,13 +164,12 @@ class Thanos:
     def ruler(self) -> Service:
         """The 15m rules and the counter's quarter-hourly copy, written as the quarter stream."""
         labels = streams.stream_labels(QUARTER_STREAM, self.prometheus_config)
-        rules = [(REPO / "prometheus" / p).resolve() for p in RULER_RULES]
         return self._service(
             "rule",
             [
                 "rule",
                 f"--data-dir={self.dir / 'rule'}",
-                *(f"--rule-file={r}" for r in rules),
+                *(f"--rule-file={r}" for r in self.rule_files),
                 f"--query={self.settings.history_url}",
                 f"--objstore.config-file={self.objstore_config()}",
                 *streams.label_flags(labels),

@@ -41,7 +41,7 @@ from stack.supervisor import Service, Supervisor
 from stack.thanos import BINARY, Thanos, Timings
 
 from . import grafana_emulation as ge
-from .conftest import free_port_base, stack_env, write_fleet
+from .conftest import free_port_base, stack_env, thanos_env, write_fleet
 from .test_grafana import dashboards
 
 pytestmark = [
@@ -395,3 +395,50 @@ def test_the_go_module_pins_the_composes_thanos():
     assert f"THANOS_IMAGE=quay.io/thanos/thanos:{version}" in (REPO / "Dockerfile").read_text()
     out = subprocess.run([str(BINARY), "--version"], capture_output=True, text=True)
     assert f"version {version.lstrip('v')}" in out.stdout + out.stderr
+
+
+def test_the_sidecar_uploads_live_blocks_and_the_ruler_writes_the_quarter_stream(tmp_path):
+    """The live path into the bucket: Prometheus's blocks (2-minute ones here) through the
+    sidecar into the raw stream, the 15m group (every minute here) through the Ruler into
+    the quarter stream, and Query serving both with the Ruler's readings equal to the counter."""
+    fleet_file = write_fleet(tmp_path / "fleet.yaml", ids=[SENSOR])
+    env = thanos_env(stack_env(tmp_path / "data", fleet_file))
+    settings = Settings.from_env({**os.environ, **env})
+    rules = yaml.safe_load((REPO / "rules" / "homewatt-15m.rules.yml").read_text())
+    for group in rules["groups"]:
+        group["interval"] = "1m"
+    fast_rules = tmp_path / "homewatt-15m-every-minute.rules.yml"
+    fast_rules.write_text(yaml.safe_dump(rules))
+    timings = Timings(store_sync="5s", block_duration="2m")
+    thanos = Thanos(settings, timings=timings, rule_files=(fast_rules,))
+    stack = Stack(settings)
+    with Supervisor(settings.data / "logs") as sup:
+        for service in (stack.exporter(), stack.prometheus(block="2m"), *thanos.services()[:4]):
+            sup.run(service)
+
+        def sources() -> set[tuple[str, str]]:
+            return {
+                (m["thanos"]["labels"][STREAM_LABEL], m["thanos"]["source"]) for m in metas(thanos.bucket)
+            }
+
+        wait_until(
+            lambda: {(RAW_STREAM, "sidecar"), (QUARTER_STREAM, "ruler")} <= sources(),
+            420,
+            "a sidecar block in the raw stream and a Ruler block in the quarter stream",
+            interval=5,
+        )
+        ruler_blocks = [m for m in metas(thanos.bucket) if m["thanos"]["source"] == "ruler"]
+        assert all(m["thanos"]["labels"] == streams.stream_labels(QUARTER_STREAM) for m in ruler_blocks)
+        # Each reading the Ruler made is the counter's latest sample when it evaluated (a
+        # scrape stamped just before the evaluation may have been stored just after it,
+        # so the sample before that one counts too).
+        (series,) = promapi.query(settings.history_url, f"{READING15M.name}[10m]", extra=GRAFANA)
+        assert len(series["values"]) >= 2
+        for t, v in series["values"]:
+            (recent,) = promapi.query(
+                settings.history_url,
+                'elec_energy_joules_total{sensor="s-002"}[3s]',
+                at=float(t),
+                extra=GRAFANA,
+            )
+            assert float(v) in [float(x) for _, x in recent["values"][-2:]], (t, v, recent["values"])
