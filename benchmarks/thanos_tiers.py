@@ -49,19 +49,17 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backfill.__main__ import options_from_argv  # noqa: E402
-from backfill.api import backfill as run_backfill  # noqa: E402
-from backfill.api import upload, upload_commands  # noqa: E402
-from homewatt import promapi, streams  # noqa: E402
+from homewatt import promapi  # noqa: E402
 from homewatt.config import REPO, Settings  # noqa: E402
 from homewatt.contract import DAY, MINUTE, QUARTER_HOUR, QUARTER_STREAM, RAW_STREAM, STREAM_LABEL, STREAMS  # noqa: E402
 from homewatt.fleet import load_fleet  # noqa: E402
-from homewatt.procs import free_port, wait_until  # noqa: E402
+from homewatt.procs import wait_until  # noqa: E402
 from stack.services import Stack  # noqa: E402
 from stack.supervisor import Supervisor  # noqa: E402
 from stack.thanos import BINARY, Thanos, Timings  # noqa: E402
+from tests import bucket_setup  # noqa: E402
 from tests import grafana_emulation as ge  # noqa: E402
-from tests.conftest import free_port_base, stack_env, write_fleet  # noqa: E402
+from tests.conftest import stack_env, thanos_env, write_fleet  # noqa: E402
 
 YEAR = 365 * DAY
 FORTNIGHT = 14 * DAY  # Thanos's second compaction level
@@ -226,60 +224,29 @@ def main() -> None:
         fleet_file = write_fleet(root / "fleet.yaml", n=args.sensors, index_date=now.date())
         sensor = load_fleet(fleet_file).sensors[0].id
         data = root / "data"
-        env = stack_env(data, fleet_file)
-        env["HISTORY_URL"] = f"http://127.0.0.1:{free_port()}"
-        env["HOMEWATT_THANOS_PORT_BASE"] = str(free_port_base(9))
-        settings = Settings.from_env({**os.environ, **env})
-        thanos = Thanos(
-            settings,
-            timings=Timings(
-                consistency_delay="0s",
-                compact_interval="2s",
-                store_sync="2s",
-                delete_delay="0s",
-                ignore_marked_after="0s",
-                raw_retention="0d",  # keep everything
-                downsampled_retention="0d",
-                quarter_retention="0d",
-            ),
-        )
+        settings = Settings.from_env({**os.environ, **thanos_env(stack_env(data, fleet_file))})
+        thanos = Thanos(settings, timings=Timings(**bucket_setup.TEST_TIMINGS))  # keep everything
         objstore = thanos.objstore_config()
         end = dt.datetime.fromtimestamp(boundary, dt.UTC)
-        parts = {
+        parts: bucket_setup.Parts = {
             "backfill": (end, args.raw_days, args.history_days),
             "later": (end + dt.timedelta(days=LATER_DAYS), LATER_DAYS, 0),
         }
-        labels = {s: streams.stream_labels(s) for s in STREAMS}
         print(
             f"now {now:%Y-%m-%d %H:%M} UTC, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; {args.sensors} sensor(s), History of {sensor}; raw at 1 s "
             f"{end - dt.timedelta(days=args.raw_days):%Y-%m-%d} .. {end + dt.timedelta(days=LATER_DAYS):%Y-%m-%d}, "
             f"quarter-hours from {end - dt.timedelta(days=args.raw_days + args.history_days):%Y-%m-%d}"
         )
-        for name, (part_end, raw_days, history_days) in parts.items():
+        for name, part in parts.items():
             t0 = time.monotonic()
-            summary = run_backfill(
-                options_from_argv(
-                    [
-                        *("--data", str(data), "--fleet", str(fleet_file), "--end", part_end.isoformat()),
-                        *("--raw-days", str(raw_days), "--history-days", str(history_days), "--no-progress"),
-                        *("--bucket-dir", str(root / name)),
-                    ]
-                )
-            )
-            upload(upload_commands(summary.target, objstore, labels, str(BINARY)))
+            summary = bucket_setup.fill(root, data, fleet_file, {name: part}, objstore)[name]
             print(
                 f"{name}: {summary.total_samples:,} samples, {summary.blocks} blocks, {time.monotonic() - t0:.0f} s with upload"
             )
         before = tier_sizes(thanos.bucket)
         # The native reference: one Prometheus over a copy of every uploaded block.
         reference = root / "reference"
-        tsdb = reference / "prometheus"
-        tsdb.mkdir(parents=True)
-        for name in parts:
-            for stream in STREAMS:
-                for block in (root / name / stream).iterdir():
-                    if (block / "meta.json").exists():
-                        shutil.copytree(block, tsdb / block.name)
+        bucket_setup.reference_tsdb(root, parts, reference / "prometheus")
         ref_settings = Settings.from_env({**os.environ, **stack_env(reference, fleet_file)})
         with Supervisor(data / "logs") as sup:
             sup.run(Stack(ref_settings).prometheus(standalone=True))

@@ -26,12 +26,9 @@ import pytest
 import requests
 import yaml
 
-from backfill.__main__ import options_from_argv
-from backfill.api import backfill as run_backfill
-from backfill.api import upload, upload_commands
 from homewatt import promapi, streams
 from homewatt.config import REPO, Settings
-from homewatt.contract import DAY, QUARTER_STREAM, RAW_STREAM, READING15M, STREAM_LABEL, STREAMS
+from homewatt.contract import DAY, QUARTER_STREAM, RAW_STREAM, READING15M, STREAM_LABEL
 from homewatt.fleet import load_fleet
 from homewatt.procs import free_port, wait_until
 from homewatt.window import Window, last_fire_time
@@ -40,6 +37,7 @@ from stack.services import Stack
 from stack.supervisor import Service, Supervisor
 from stack.thanos import BINARY, Thanos, Timings
 
+from . import bucket_setup
 from . import grafana_emulation as ge
 from .conftest import free_port_base, stack_env, thanos_env, write_fleet
 from .test_grafana import dashboards
@@ -148,44 +146,18 @@ def tier(tmp_path_factory: pytest.TempPathFactory):
     env["HISTORY_URL"] = f"http://127.0.0.1:{free_port()}"
     env["HOMEWATT_THANOS_PORT_BASE"] = str(free_port_base(9))
     settings = Settings.from_env({**os.environ, **env})
-    timings = Timings(
-        consistency_delay="0s",
-        compact_interval="2s",
-        store_sync="2s",
-        delete_delay="0s",
-        ignore_marked_after="0s",
-        raw_retention="0d",  # keep everything until the retention test asks otherwise
-        downsampled_retention="0d",
-        quarter_retention="0d",
-    )
-    thanos = Thanos(settings, timings=timings)
+    # Nothing waits, nothing expires until the retention test asks otherwise.
+    thanos = Thanos(settings, timings=Timings(**bucket_setup.TEST_TIMINGS))
     objstore = thanos.objstore_config()
     boundary = dt.datetime.fromtimestamp(BOUNDARY, dt.UTC)
-    parts = {
-        "backfill": (boundary, "14", "40"),
-        "later": (boundary + dt.timedelta(days=2), "2", "0"),  # what the sidecar and Ruler would upload
+    parts: bucket_setup.Parts = {
+        "backfill": (boundary, 14, 40),
+        "later": (boundary + dt.timedelta(days=2), 2, 0),  # what the sidecar and Ruler would upload
     }
-    labels = {s: streams.stream_labels(s) for s in STREAMS}
-    for name, (end, raw_days, history_days) in parts.items():
-        summary = run_backfill(
-            options_from_argv(
-                [
-                    *("--data", str(data), "--fleet", str(fleet_file), "--end", end.isoformat()),
-                    *("--raw-days", raw_days, "--history-days", history_days, "--no-progress"),
-                    *("--bucket-dir", str(root / name)),
-                ]
-            )
-        )
-        upload(upload_commands(summary.target, objstore, labels, str(BINARY)))
+    bucket_setup.fill(root, data, fleet_file, parts, objstore)
     # The native reference: one Prometheus over a copy of every block.
     reference = root / "reference"
-    tsdb = reference / "prometheus"
-    tsdb.mkdir(parents=True)
-    for name in parts:
-        for stream in STREAMS:
-            for block in (root / name / stream).iterdir():
-                if (block / "meta.json").exists():
-                    shutil.copytree(block, tsdb / block.name)
+    bucket_setup.reference_tsdb(root, parts, reference / "prometheus")
     ref_settings = Settings.from_env({**os.environ, **stack_env(reference, fleet_file)})
     with Supervisor(data / "logs") as sup:
         sup.run(Stack(ref_settings).prometheus(standalone=True))
@@ -337,16 +309,8 @@ def test_a_downsampled_counter_is_not_a_reading(tier):
 
 def test_after_raw_retention_the_history_still_gives_the_native_numbers(tier):
     bucket = tier["thanos"].bucket
-    expiring = Timings(
-        consistency_delay="0s",
-        compact_interval="2s",
-        store_sync="2s",
-        delete_delay="0s",
-        ignore_marked_after="0s",
-        raw_retention="40h",  # the shortest Thanos accepts with downsampling on
-        downsampled_retention="0d",
-        quarter_retention="0d",
-    )
+    # 40 h: the shortest raw retention Thanos accepts with downsampling on.
+    expiring = Timings(**{**bucket_setup.TEST_TIMINGS, "raw_retention": "40h"})
     compact_once(tier, RAW_STREAM, expiring)
     raw = resolutions(bucket, RAW_STREAM)
     assert raw[0] == 0 and raw[300_000] >= 1, raw  # raw 1 s blocks gone, downsampled ones kept
