@@ -77,22 +77,17 @@ DEVICE_REJECTED = Metric(
     (SENSOR, REASON),
 )
 
-# Recording rules (rules/*.rules.yml), named level:metric:operations.
-AVG1M = Metric("sensor:elec_power_watts:avg1m", "gauge", "Mean power over the minute before the sample, W.")
-INC1M = Metric(
-    "sensor:elec_energy_joules:increase1m", "gauge", "Energy used in the minute before the sample, J."
-)
-AVG15M = Metric(
-    "sensor:elec_power_watts:avg15m", "gauge", "Mean power over the quarter-hour before the sample, W."
-)
-INC15M = Metric(
-    "sensor:elec_energy_joules:increase15m", "gauge", "Energy used in the quarter-hour before the sample, J."
-)
-READING15M = Metric(
-    "sensor:elec_energy_joules_total:reading15m",
-    "gauge",
-    "The energy counter read at the quarter-hour, J: a total is the difference of two readings.",
-)
+# Recording rules (rules/*.rules.yml), named level:metric:operations; gauges, by sensor.
+_RULES = {
+    "sensor:elec_power_watts:avg1m": "Mean power over the minute before the sample, W.",
+    "sensor:elec_energy_joules:increase1m": "Energy used in the minute before the sample, J.",
+    "sensor:elec_power_watts:avg15m": "Mean power over the quarter-hour before the sample, W.",
+    "sensor:elec_energy_joules:increase15m": "Energy used in the quarter-hour before the sample, J.",
+    "sensor:elec_energy_joules_total:reading15m": (
+        "The energy counter read at the quarter-hour, J: a total is the difference of two readings."
+    ),
+}
+AVG1M, INC1M, AVG15M, INC15M, READING15M = (Metric(name, "gauge", text) for name, text in _RULES.items())
 RECORDED = (AVG1M, INC1M, AVG15M, INC15M, READING15M)
 
 # Pushed by the nightly job (grouping key: sensor).

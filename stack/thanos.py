@@ -99,11 +99,28 @@ class Thanos:
         path.write_text(yaml.safe_dump({"type": "FILESYSTEM", "config": {"directory": str(self.bucket)}}))
         return path
 
-    def _service(self, name: str, args: list[str], http: str, ready_timeout: float = 60.0) -> Service:
+    def _service(
+        self,
+        component: str,
+        args: list[str],
+        name: str | None = None,
+        http: str | None = None,
+        grpc: bool = True,
+        objstore: bool = True,
+        ready_timeout: float = 60.0,
+    ) -> Service:
+        """The flags every component shares are written here once: its addresses, the bucket, logging."""
+        name = name or component
+        http = http or self.addr(f"{name}-http")
+        common = [f"--http-address={http}"]
+        if grpc:
+            common.append(f"--grpc-address={self.addr(f'{name}-grpc')}")
+        if objstore:
+            common.append(f"--objstore.config-file={self.objstore_config()}")
         host, port = hostport(http)
         return Service(
             name=f"thanos-{name}",
-            argv=[self.binary, *args, "--log.level=info"],
+            argv=[self.binary, component, *args, *common, "--log.level=info"],
             listen=(host, port),
             ready=http_ok(f"http://{http}/-/ready"),
             ready_timeout=ready_timeout,
@@ -114,14 +131,9 @@ class Thanos:
         return self._service(
             "sidecar",
             [
-                "sidecar",
                 f"--tsdb.path={self.settings.data / 'prometheus'}",
                 f"--prometheus.url={self.settings.prometheus_url}",
-                f"--objstore.config-file={self.objstore_config()}",
-                f"--grpc-address={self.addr('sidecar-grpc')}",
-                f"--http-address={self.addr('sidecar-http')}",
             ],
-            self.addr("sidecar-http"),
         )
 
     def store(self) -> Service:
@@ -129,15 +141,10 @@ class Thanos:
         return self._service(
             "store",
             [
-                "store",
                 f"--data-dir={self.dir / 'store'}",
-                f"--objstore.config-file={self.objstore_config()}",
                 f"--sync-block-duration={self.timings.store_sync}",
                 f"--ignore-deletion-marks-delay={self.timings.ignore_marked_after}",
-                f"--grpc-address={self.addr('store-grpc')}",
-                f"--http-address={self.addr('store-http')}",
             ],
-            self.addr("store-http"),
             ready_timeout=120.0,
         )
 
@@ -150,34 +157,27 @@ class Thanos:
         return self._service(
             "query",
             [
-                "query",
-                f"--http-address={host}:{port}",
-                f"--grpc-address={self.addr('query-grpc')}",
                 f"--endpoint.sd-config={yaml.safe_dump(endpoints)}",
                 f"--query.replica-label={STREAM_LABEL}",
                 "--deduplication.func=chain",
                 "--query.auto-downsampling",
             ],
-            f"{host}:{port}",
+            http=f"{host}:{port}",
+            objstore=False,
         )
 
     def ruler(self) -> Service:
-        """The 15m rules and the counter's quarter-hourly copy, written as the quarter stream."""
+        """The 15m group (with the counter's quarter-hour reading), written as the quarter stream."""
         labels = streams.stream_labels(QUARTER_STREAM, self.prometheus_config)
         return self._service(
             "rule",
             [
-                "rule",
                 f"--data-dir={self.dir / 'rule'}",
                 *(f"--rule-file={r}" for r in self.rule_files),
                 f"--query={self.settings.history_url}",
-                f"--objstore.config-file={self.objstore_config()}",
                 *streams.label_flags(labels),
                 f"--tsdb.block-duration={self.timings.block_duration}",
-                f"--grpc-address={self.addr('rule-grpc')}",
-                f"--http-address={self.addr('rule-http')}",
             ],
-            self.addr("rule-http"),
         )
 
     def compactor(self, stream: str) -> Service:
@@ -195,13 +195,11 @@ class Thanos:
                 "--downsampling.disable",
             ]
         return self._service(
-            name,
+            "compact",
             [
-                "compact",
                 "--wait",
                 f"--wait-interval={self.timings.compact_interval}",
                 f"--data-dir={self.dir / name}",
-                f"--objstore.config-file={self.objstore_config()}",
                 f"--selector.relabel-config-file={REPO / 'thanos' / f'select-{stream}.yml'}",
                 *retention,
                 f"--consistency-delay={self.timings.consistency_delay}",
@@ -209,9 +207,9 @@ class Thanos:
                 # Overlapping blocks (a backfill run again after its state was lost) merge 1:1
                 # instead of halting the compactor.
                 "--compact.enable-vertical-compaction",
-                f"--http-address={self.addr(f'{name}-http')}",
             ],
-            self.addr(f"{name}-http"),
+            name=name,
+            grpc=False,
         )
 
     def services(self) -> list[Service]:

@@ -168,12 +168,17 @@ def test_energy_today_is_the_counter_since_local_midnight(data):
     assert abs(got - exact) <= 3 * loadmodel.power(s, np.arange(t - 3, t + 1)).max()
 
 
+def month_stat(title: str) -> tuple[ge.Query, dt.datetime, dt.datetime]:
+    """A History stat's query, now, and the local start of the month it covers."""
+    now = dt.datetime.now(dt.UTC)
+    q = by_title("history", title, now)
+    return q, now, dt.datetime.fromtimestamp(q.start, PARIS)
+
+
 @pytest.mark.integration
 def test_last_months_total_is_the_counters_increase_over_it(data):
     prom, ledger = data["prom"], data["ledger"]
-    now = dt.datetime.now(dt.UTC)
-    q = by_title("history", "Last month, whole", now)
-    start = dt.datetime.fromtimestamp(q.start, PARIS)
+    q, _, start = month_stat("Last month, whole")
     assert (start.day, start.hour, start.minute) == (1, 0, 0)
     end = dt.datetime.combine((start + dt.timedelta(days=32)).replace(day=1).date(), dt.time(), PARIS)
     got = value(prom, q)
@@ -185,9 +190,7 @@ def test_last_months_total_is_the_counters_increase_over_it(data):
 @pytest.mark.integration
 def test_same_month_last_year_comes_from_the_quarter_hour_history(data):
     prom, ledger = data["prom"], data["ledger"]
-    now = dt.datetime.now(dt.UTC)
-    q = by_title("history", "Same month last year", now)
-    start = dt.datetime.fromtimestamp(q.start, PARIS)
+    q, now, start = month_stat("Same month last year")
     assert start.year == now.astimezone(PARIS).year - 1 and start.day == 1
     # To the same point a year ago: the last quarter-hour reading at or before it (+1 s, as a
     # whole period's last second is read on the boundary after it).
