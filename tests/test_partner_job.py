@@ -203,9 +203,10 @@ def test_fetch_is_chunked_and_equals_the_counter_per_minute(stack, monkeypatch):
     calls = []
     real = promapi.query_range
 
-    def counting(base, expr, start, end, step, timeout=60):
+    def counting(base, expr, start, end, step, timeout=60, extra=None):
         calls.append((end - start) / step + 1)
-        return real(base, expr, start, end, step, timeout)
+        assert extra and extra["partial_response"] == "false"  # through Query: never a partial answer
+        return real(base, expr, start, end, step, timeout, extra)
 
     monkeypatch.setattr(promapi, "query_range", counting)
     s = fleet.get("s-001")
