@@ -343,7 +343,8 @@ def _synthetic(group: tuple[Sensor, ...], t: np.ndarray) -> dict[str, np.ndarray
 
 
 def _replayed(sensor: Sensor, t: np.ndarray) -> dict[str, np.ndarray]:
-    assert sensor.replay is not None
+    if sensor.replay is None:
+        raise ValueError(f"{sensor.id} is a modelled home, not a replayed one")
     data = replay.load(sensor.replay.dataset)
     m = replay.minute_index(sensor.replay.start_ts, len(data), t)
     return {k: (data.parts[k][m] if k in data.parts else np.zeros(t.size, np.int64)) for k in USAGES}
@@ -385,6 +386,5 @@ def available(sensors: Sensor | Sequence[Sensor], ts: np.ndarray | Sequence[int]
 
 def power(sensors: Sensor | Sequence[Sensor], ts: np.ndarray | Sequence[int]) -> np.ndarray:
     """Integer watts the meter reads at each second; 1-D for one sensor, (S, T) for several."""
-    total = sum(components(sensors, ts).values())
-    assert isinstance(total, np.ndarray)
+    total: np.ndarray = functools.reduce(np.add, components(sensors, ts).values())
     return total[0] if isinstance(sensors, Sensor) else total
