@@ -27,6 +27,11 @@ class FleetError(ValueError):
     """A fleet file that cannot be trusted; the message names the bad entry."""
 
 
+# Where the homes are when the fleet file does not say: local time drives the load model,
+# the nightly window (30 local days to local midnight) and the dashboards.
+DEFAULT_TIMEZONE = "Europe/Paris"
+
+
 @dataclass(frozen=True)
 class Heating:
     type: str = "none"
@@ -74,7 +79,7 @@ class Sensor:
     heating: Heating = field(default_factory=Heating)
     water_heater: WaterHeater | None = None
     replay: Replay | None = None
-    timezone: str = "Europe/Paris"  # set from the fleet's timezone, not per sensor
+    timezone: str = DEFAULT_TIMEZONE  # set from the fleet's timezone, not per sensor
 
     @property
     def index_day(self) -> int:
@@ -204,7 +209,7 @@ def parse_fleet(doc: Any, source: str = "fleet") -> Fleet:
     unknown = sorted(set(doc) - {"timezone", "sensors"})
     if unknown:
         raise FleetError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}")
-    tz = doc.get("timezone", "Europe/Paris")
+    tz = doc.get("timezone", DEFAULT_TIMEZONE)
     try:
         import zoneinfo
 

@@ -1,7 +1,9 @@
 """Which midnights the job fires at, and which 30 local days each one covers.
 
-Local midnight in Europe/Paris always exists (DST moves 02:00/03:00), so a fire
-time is simply 00:00 local of a date; the window is the 30 local calendar days
+Everything is in the fleet's timezone (Europe/Paris by default).  Local midnight
+exists there (DST moves 02:00/03:00; zones that change clocks at midnight, such
+as America/Santiago, are not supported), so a fire time is simply 00:00 local of
+a date; the window is the 30 local calendar days
 before it, which is 43,140 to 43,260 minutes depending on DST changes inside.
 """
 
@@ -12,7 +14,9 @@ import zoneinfo
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-TZ = "Europe/Paris"
+from homewatt.fleet import DEFAULT_TIMEZONE
+
+TZ = DEFAULT_TIMEZONE  # callers pass the fleet's own timezone
 WINDOW_DAYS = 30
 
 

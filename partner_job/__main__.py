@@ -73,25 +73,31 @@ def _report(settings: Settings, stats: job.Stats, what: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s partner_job %(levelname)s %(message)s")
-    if args.cmd == "next":
-        for t in itertools.islice(fire_times(args.after), args.count):
-            print(t.isoformat())
-        return 0
     settings = Settings.from_env()
     try:
-        sensors = load_fleet(settings.fleet).ids()
+        fleet = load_fleet(settings.fleet)
+    except FleetError as exc:
+        print(f"partner_job: {exc}", file=sys.stderr)
+        return 2
+    tz = fleet.timezone  # the window is 30 local days to local midnight, where the homes are
+    if args.cmd == "next":
+        for t in itertools.islice(fire_times(args.after, tz), args.count):
+            print(t.isoformat())
+        return 0
+    sensors = fleet.ids()
+    try:
         client = _client(settings)
-    except (FleetError, RuntimeError, OSError) as exc:
+    except (RuntimeError, OSError) as exc:
         print(f"partner_job: {exc}", file=sys.stderr)
         return 2
     progress = not args.no_progress
     if args.cmd == "run":
         try:
-            Window.ending(args.at)
+            Window.ending(args.at, tz)
         except ValueError as exc:
             print(f"partner_job: {exc}", file=sys.stderr)
             return 2
-        stats = job.run(settings, sensors, args.at, client, progress)
+        stats = job.run(settings, sensors, args.at, client, progress, tz)
         _report(settings, stats, f"window ending {args.at.isoformat()}")
         return 0 if not stats.failed and not stats.rejected else 1
     if args.cmd == "deliver":
@@ -102,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     def run_midnight(midnight: dt.datetime) -> None:
         _report(
             settings,
-            job.run(settings, sensors, midnight, client, progress),
+            job.run(settings, sensors, midnight, client, progress, tz),
             f"window ending {midnight.isoformat()}",
         )
 
@@ -116,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         run_midnight,
         deliver,
         retry_every=args.retry_every,
+        tz=tz,
     )
     signal.signal(signal.SIGTERM, lambda *_: sched.stop.set())
     with contextlib.suppress(KeyboardInterrupt):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from homewatt.config import Settings
-from homewatt.window import Window
+from homewatt.window import TZ, Window
 from partner_job import fetch
 from partner_job.client import Outcome, PartnerClient
 from partner_job.outbox import Entry, Outbox
@@ -133,10 +133,16 @@ def deliver(
 
 
 def run(
-    settings: Settings, sensors: list[str], at: dt.datetime, client: PartnerClient, progress: bool = True
+    settings: Settings,
+    sensors: list[str],
+    at: dt.datetime,
+    client: PartnerClient,
+    progress: bool = True,
+    tz: str = TZ,
 ) -> Stats:
+    """The window of 30 local days (in `tz`, the fleet's timezone) ending at the midnight `at`."""
     start = time.monotonic()
-    window = Window.ending(at)
+    window = Window.ending(at, tz)
     outbox = Outbox(settings.data / "outbox")
     prepared = prepare(settings, sensors, window, outbox, progress)
     sent = deliver(settings, client, outbox, progress)

@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'sensor':8} {'window end':10} " + " ".join(f"{u[:11]:>11}" for u in loadmodel.USAGES))
     for s in fleet.sensors:
         for end in args.ends:
-            truth, guess = truth_and_guess(s, Window.ending(midnight(dt.date.fromisoformat(end))))
+            fire = midnight(dt.date.fromisoformat(end), s.timezone)
+            truth, guess = truth_and_guess(s, Window.ending(fire, s.timezone))
             row = []
             for u in loadmodel.USAGES:
                 err = abs(guess.get(u, 0.0) - truth.get(u, 0.0))

@@ -9,18 +9,21 @@ import os
 import subprocess
 import sys
 import time
+import zoneinfo
 
 import numpy as np
 import pytest
 import requests
+import yaml
 
 from backfill.__main__ import options_from_argv
 from backfill.api import backfill as run_backfill
 from homewatt import loadmodel, promapi
 from homewatt.config import REPO, Settings, read_token
-from homewatt.fleet import load_fleet
+from homewatt.fleet import DEFAULT_FLEET, load_fleet
 from homewatt.window import Window, fire_times
 from partner_job import fetch, job
+from partner_job.__main__ import main as partner_main
 from partner_job.client import PartnerClient
 from partner_job.outbox import Outbox
 from partner_job.scheduler import Scheduler, State
@@ -66,6 +69,25 @@ def test_next_prints_fire_times_with_offsets():
         check=True,
     ).stdout.split()
     assert out == ["2027-10-31T00:00:00+02:00", "2027-11-01T00:00:00+01:00", "2027-11-02T00:00:00+01:00"]
+
+
+def test_the_window_follows_the_fleets_timezone(tmp_path, monkeypatch, capsys):
+    """A fleet in New York fires at New York's midnights, over 30 of its local days."""
+    doc = yaml.safe_load(DEFAULT_FLEET.read_text())
+    doc["timezone"] = "America/New_York"
+    doc["sensors"] = doc["sensors"][:1]
+    fleet_file = tmp_path / "fleet.yaml"
+    fleet_file.write_text(yaml.safe_dump(doc))
+    monkeypatch.setenv("HOMEWATT_FLEET", str(fleet_file))
+    # 2027-03-14 is the US spring-forward day (Europe changes two weeks later).
+    assert partner_main(["next", "--after", "2027-03-13T12:00:00-05:00", "--count", "2"]) == 0
+    assert capsys.readouterr().out.split() == ["2027-03-14T00:00:00-05:00", "2027-03-15T00:00:00-04:00"]
+    window = Window.ending(
+        dt.datetime(2027, 3, 15, tzinfo=zoneinfo.ZoneInfo("America/New_York")), doc["timezone"]
+    )
+    assert window.minutes == 30 * 1440 - 60
+    with pytest.raises(ValueError, match="not a local midnight in America/New_York"):
+        Window.ending(dt.datetime(2027, 3, 15, tzinfo=zoneinfo.ZoneInfo("Europe/Paris")), doc["timezone"])
 
 
 # --- the scheduler (its clock is ours) --------------------------------------------
