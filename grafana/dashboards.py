@@ -16,7 +16,7 @@ PromQL notes the queries rely on (Prometheus 2.42):
 - panel time overrides give calendar periods: `now/M` with a time shift of
   `1M` is last month up to the same point, `1M/M` the whole of last month;
 - the counter before the raw window exists only every 15 minutes, beyond the
-  5-minute lookback: readings use last_over_time(…[15m]).
+  5-minute lookback: readings use last_over_time(…[30m]) (LOOKBACK below).
 """
 
 from __future__ import annotations
@@ -53,6 +53,10 @@ TZ = "Europe/Paris"
 S = '{sensor="$sensor"}'
 COUNTER = f"{ENERGY.name}{S}"  # the 1 s counter: Live's today/yesterday
 READING = f"{READING15M.name}{S}"  # the counter read every quarter-hour: every History total
+# How far back a reading is looked for: readings come every 15 minutes, but right after
+# the first start the last backfilled one and the Ruler's first can be up to 30 minutes
+# apart.  last_over_time takes the newest in the window, so a wider one changes nothing else.
+LOOKBACK = "30m"
 
 
 def promql_duration(seconds: int) -> str:
@@ -75,7 +79,7 @@ def reading(at: str, back: int = 0, end: bool = False) -> str:
     """
     shift = back - (1 if end else 0)
     offset = f" offset {promql_duration(shift)}" if shift else ""
-    return f"last_over_time({READING}[15m] @ {at}{offset})"
+    return f"last_over_time({READING}[{LOOKBACK}] @ {at}{offset})"
 
 
 FROM, TO = "${__from:date:seconds}", "${__to:date:seconds}"
@@ -166,7 +170,9 @@ def history() -> db.Dashboard:
     # (t - step, t] in Prometheus 2.42 and 3 alike: Thanos Query runs the newer engine, whose
     # range selectors leave out their start; offset -1ms makes 2.42's closed window match.
     mean_kw = f"avg_over_time({AVG15M.name}{S}[$__interval] offset -1ms) / 1000"
-    day_kwh = f"(last_over_time({READING}[15m] offset -1d) - last_over_time({READING}[15m])) / 3.6e6"
+    day_kwh = (
+        f"(last_over_time({READING}[{LOOKBACK}] offset -1d) - last_over_time({READING}[{LOOKBACK}])) / 3.6e6"
+    )
     d = (
         db.Dashboard("homewatt — History")
         .uid("homewatt-history")
