@@ -7,6 +7,7 @@ import shlex
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,26 +16,46 @@ from backfill.plan import Plan, make_plan
 from backfill.run import BackfillError, Summary, run, wait_for_history
 from homewatt import promapi, streams
 from homewatt.config import HISTORY_DAYS, RAW_DAYS, REPO
-from homewatt.contract import EXPORTER_JOB, POWER, STREAMS
+from homewatt.contract import ENERGY, EXPORTER_JOB, SENSOR, STREAMS
 from homewatt.fleet import load_fleet
-from homewatt.meter import Ledger
+from homewatt.meter import Ledger, counter
 from homewatt.procs import die_with_parent
 
+CounterAt = Callable[[str, int], float]  # a sensor's energy counter at a second
 
-def live_start_from_prometheus(url: str, lookback_hours: int = 6) -> int:
-    """The first second metered live: the earliest exporter sample Prometheus holds."""
+
+def first_metered_second(samples: list[tuple[float, float, str]], counter_at: CounterAt | None) -> int:
+    """The second the earliest of `samples` (timestamp, counter, sensor) was metered in.
+
+    Prometheus stamps a scrape when it starts; the exporter answers with the second
+    it is in when it renders, which for a scrape started near a second's end is the
+    next one.  The counter tells which: it grows every second.  The backfill ends
+    just before that second, so the join has no gap and no overlap.
+    """
+    ts, joules, sensor = min(samples)
+    second = int(ts)
+    if counter_at is not None and counter_at(sensor, second + 1) == joules:
+        return second + 1
+    return second
+
+
+def live_start_from_prometheus(url: str, counter_at: CounterAt | None = None, lookback_hours: int = 6) -> int:
+    """The first second metered live, from the earliest exporter sample Prometheus holds."""
     now = time.time()
-    result = promapi.query(url, f"{POWER.name}{{job='{EXPORTER_JOB}'}}[{lookback_hours}h]", at=now)
-    firsts = [float(r["values"][0][0]) for r in result if r["values"]]
-    if not firsts:
+    result = promapi.query(url, f"{ENERGY.name}{{job='{EXPORTER_JOB}'}}[{lookback_hours}h]", at=now)
+    samples = [
+        (float(r["values"][0][0]), float(r["values"][0][1]), r["metric"].get(SENSOR, ""))
+        for r in result
+        if r["values"]
+    ]
+    if not samples:
         raise BackfillError(f"no live samples in Prometheus at {url} yet: start the stack, or pass --end")
-    first = min(firsts)
-    if first < now - lookback_hours * 3600 + 120:
+    if min(samples)[0] < now - lookback_hours * 3600 + 120:
         raise BackfillError(
             f"Prometheus holds live data older than {lookback_hours} h, so where it starts is unknown: "
             "pass --end with the first live second"
         )
-    return int(first)
+    return first_metered_second(samples, counter_at)
 
 
 @dataclass(frozen=True)
@@ -104,10 +125,15 @@ def backfill(opts: Options) -> Summary:
     end = opts.end
     if end is None and state.exists():
         end = json.loads(state.read_text()).get("identity", {}).get("live_start")
-    if end is None:
-        end = live_start_from_prometheus(opts.prometheus_url)
-    plan: Plan = make_plan(end, opts.raw_days, opts.history_days)
     ledger = Ledger(fleet.sensors, data / "ledger")
+    if end is None:
+        index = {s.id: i for i, s in enumerate(fleet.sensors)}
+
+        def counter_at(sensor: str, second: int) -> float:
+            return float(counter(ledger, [second])[index[sensor], 0]) if sensor in index else -1.0
+
+        end = live_start_from_prometheus(opts.prometheus_url, counter_at)
+    plan: Plan = make_plan(end, opts.raw_days, opts.history_days)
     summary = run(
         fleet.sensors,
         plan,

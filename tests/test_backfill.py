@@ -18,6 +18,7 @@ import yaml
 
 from backfill.__main__ import options_from_argv
 from backfill.api import backfill as run_backfill
+from backfill.api import first_metered_second
 from backfill.ingest import Ingester, Journal, Target
 from backfill.plan import make_plan
 from backfill.run import BackfillError
@@ -332,3 +333,16 @@ def test_backfilled_aggregates_agree_with_the_rules_evaluated_on_the_same_data(b
             between = promapi.by_label(promapi.query(prom, rules[record], at=T - 0.6))  # holds T-60 .. T-1
             for s in fleet.sensors:
                 assert between[s.id] == pytest.approx(backfilled_value[s.id], abs=5e-4)
+
+
+def test_the_live_start_is_the_second_the_first_scrape_metered():
+    """A scrape stamped 100.98 but rendered in second 101 carries second 101's counter:
+    the raw window must then end before 101, not before 100 (else second 100 is lost)."""
+    counter_at = {("s", 100): 5000.0, ("s", 101): 5300.0, ("s", 102): 5600.0}
+
+    def at(sensor: str, second: int) -> float:
+        return counter_at[(sensor, second)]
+
+    assert first_metered_second([(100.98, 5300.0, "s"), (101.98, 5600.0, "s")], at) == 101
+    assert first_metered_second([(100.25, 5000.0, "s")], at) == 100
+    assert first_metered_second([(100.25, 5000.0, "s")], None) == 100

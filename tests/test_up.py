@@ -144,6 +144,8 @@ def test_up_backfills_once_shows_live_power_then_ctrl_c_stops_everything(tmp_pat
             ts, secs, joules = live_seconds_around(history, s, live_start)
             assert secs[0] < live_start - 10 and secs[-1] > live_start + 10
             assert np.all(secs[ts < live_start] == ts[ts < live_start]), "backfill: whole seconds"
+            # The backfill ends just before the second the first scrape metered: no gap there.
+            assert live_start - 1 in secs and live_start in secs
             assert_each_second_once(ts, secs)
             steps = [
                 loadmodel.power(s, np.arange(a, b)).sum() for a, b in zip(secs[:-1], secs[1:], strict=True)
