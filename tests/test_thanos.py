@@ -206,7 +206,6 @@ def test_query_serves_the_uploaded_history_as_native_prometheus_does(tier):
     assert set(resolutions(bucket, RAW_STREAM)) == {0} == set(resolutions(bucket, QUARTER_STREAM))
     assert_no_overlap(bucket)
     compared = assert_history_panels_match(tier["native"], tier["query"])
-    print(sorted(set(compared)))
     assert {"Mean power (kW)", "Energy per day (kWh), each bar on its local day"} <= set(compared)
 
 
