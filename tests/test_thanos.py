@@ -360,8 +360,9 @@ def test_the_go_module_pins_the_composes_thanos():
     assert f"version {version.lstrip('v')}" in out.stdout + out.stderr
 
 
+@pytest.mark.timeout(600)  # a block is cut once the head spans 1.5 block lengths, then shipped
 def test_the_sidecar_uploads_live_blocks_and_the_ruler_writes_the_quarter_stream(tmp_path):
-    """The live path into the bucket: Prometheus's blocks (2-minute ones here) through the
+    """The live path into the bucket: Prometheus's blocks (1-minute ones here) through the
     sidecar into the raw stream, the 15m group (every minute here) through the Ruler into
     the quarter stream, and Query serving both with the Ruler's readings equal to the counter."""
     fleet_file = write_fleet(tmp_path / "fleet.yaml", ids=[SENSOR])
@@ -372,11 +373,11 @@ def test_the_sidecar_uploads_live_blocks_and_the_ruler_writes_the_quarter_stream
         group["interval"] = "1m"
     fast_rules = tmp_path / "homewatt-15m-every-minute.rules.yml"
     fast_rules.write_text(yaml.safe_dump(rules))
-    timings = Timings(store_sync="5s", block_duration="2m")
+    timings = Timings(store_sync="5s", block_duration="1m")
     thanos = Thanos(settings, timings=timings, rule_files=(fast_rules,))
     stack = Stack(settings)
     with Supervisor(settings.data / "logs") as sup:
-        for service in (stack.exporter(), stack.prometheus(block="2m"), *thanos.services()[:4]):
+        for service in (stack.exporter(), stack.prometheus(block="1m"), *thanos.services()[:4]):
             sup.run(service)
 
         def sources() -> set[tuple[str, str]]:
