@@ -32,9 +32,6 @@ from homewatt.procs import WaitTimeout, die_with_parent, wait_until
 
 log = logging.getLogger(__name__)
 
-# Read through Thanos Query: deduplicated, and an error rather than a partial answer.
-THANOS = {"dedup": "true", "partial_response": "false"}
-
 
 class BackfillError(RuntimeError):
     pass
@@ -300,7 +297,7 @@ def wait_for_history(url: str, plan: Plan, sensors: int, timeout: float = 150.0)
 
     def loaded() -> bool:
         exprs = [(reading, t) for t in checks] + join
-        return all(len(promapi.query(url, e, at=t, extra=THANOS)) >= sensors for e, t in exprs)
+        return all(len(promapi.query(url, e, at=t, extra=promapi.HISTORY)) >= sensors for e, t in exprs)
 
     try:
         wait_until(loaded, timeout, f"{url} showing the backfilled history", 2.0, (promapi.PromError,))

@@ -6,6 +6,10 @@ from typing import Any
 
 import requests
 
+# What every reader of history asks Thanos Query for: the two block streams merged, and an
+# error rather than a partial answer when a store is down (Prometheus ignores both).
+HISTORY = {"dedup": "true", "partial_response": "false"}
+
 
 class PromError(RuntimeError):
     pass

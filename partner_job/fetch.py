@@ -24,7 +24,7 @@ from homewatt.window import Window
 
 MAX_POINTS = 10_000
 FRESH = "2s"
-THANOS = {"dedup": "true", "partial_response": "false", "max_source_resolution": "0s"}
+THANOS = {**promapi.HISTORY, "max_source_resolution": "0s"}  # minute readings: raw data only
 
 
 def counter_readings(prom: str, sensor: str, window: Window, max_points: int = MAX_POINTS) -> np.ndarray:

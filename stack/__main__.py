@@ -20,6 +20,7 @@ import time
 import urllib.parse
 
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from backfill.api import Options, backfill
 from backfill.run import BackfillError, Summary, wait_for_history
@@ -86,7 +87,10 @@ def halted(url: str) -> bool:
     except requests.RequestException:
         return False
     return any(
-        line.split()[-1] == "1" for line in text.splitlines() if line.startswith("thanos_compact_halted ")
+        sample.value == 1
+        for family in text_string_to_metric_families(text)
+        if family.name == "thanos_compact_halted"
+        for sample in family.samples
     )
 
 
