@@ -69,10 +69,16 @@ def query_until(url: str, expr: str, count: int, timeout: float) -> list[dict[st
 
 
 def free_port_base(n: int) -> int:
-    """A port p such that p .. p + n - 1 are all free now (the Thanos components' ports)."""
+    """A port p such that p .. p + n - 1 are all free now (the Thanos components' ports).
+
+    Taken below the kernel's ephemeral range: a port there is never handed out as the
+    source port of an outgoing connection, which could take it between this check and
+    the component's bind (it did, once, in a fresh-clone run).
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     rng = np.random.default_rng()
     for _ in range(200):
-        base = int(rng.integers(20000, 60000 - n))
+        base = int(rng.integers(10000, low - n))
         if not any(port_in_use("127.0.0.1", base + i) for i in range(n)):
             return base
     raise RuntimeError(f"no {n} consecutive free ports")
