@@ -125,9 +125,10 @@ def backfill(opts: Options) -> Summary:
     end = opts.end
     if end is None and state.exists():
         end = json.loads(state.read_text()).get("identity", {}).get("live_start")
-    ledger = Ledger(fleet.sensors, data / "ledger")
+    sensors = fleet.modelled  # a real device's history starts when it first reports: none is invented
+    ledger = Ledger(sensors, data / "ledger")
     if end is None:
-        index = {s.id: i for i, s in enumerate(fleet.sensors)}
+        index = {s.id: i for i, s in enumerate(sensors)}
 
         def counter_at(sensor: str, second: int) -> float:
             return float(counter(ledger, [second])[index[sensor], 0]) if sensor in index else -1.0
@@ -135,7 +136,7 @@ def backfill(opts: Options) -> Summary:
         end = live_start_from_prometheus(opts.prometheus_url, counter_at)
     plan: Plan = make_plan(end, opts.raw_days, opts.history_days)
     summary = run(
-        fleet.sensors,
+        sensors,
         plan,
         target,
         work,
@@ -153,5 +154,5 @@ def backfill(opts: Options) -> Summary:
         if opts.upload:
             upload(summary.upload)
     if opts.wait_url:
-        wait_for_history(opts.wait_url, plan, len(fleet), opts.wait_timeout)
+        wait_for_history(opts.wait_url, plan, len(sensors), opts.wait_timeout)
     return summary

@@ -25,8 +25,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._fleets import big_fleet  # noqa: E402
-from exporter.live import LiveFleet  # noqa: E402
 from exporter.render import FleetRenderer  # noqa: E402
+from homewatt.live import LiveFleet  # noqa: E402
 
 
 def median_ms(fn: Callable[[], object], repeat: int = 15) -> float:

@@ -9,10 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-from exporter.live import LiveFleet
+from devices.hub import Devices
 from exporter.server import MetricsApp, serve
 from homewatt.fleet import FleetError, load_fleet
 from homewatt.httpserver import serve_until_stopped
+from homewatt.live import LiveFleet
 from homewatt.meter import Ledger
 
 
@@ -42,13 +43,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"exporter: refusing to start: {exc}", file=sys.stderr)
         return 2
     host, _, port = args.listen.rpartition(":")
-    live = LiveFleet(fleet.sensors, Ledger(fleet.sensors, Path(args.data) / "ledger"))
+    modelled = fleet.modelled
+    live = LiveFleet(modelled, Ledger(modelled, Path(args.data) / "ledger"))
     start = time.perf_counter()
     live.at(int(time.time()))  # fills the energy ledger before the first scrape
-    log.info("%d sensors ready in %.1f s", len(fleet), time.perf_counter() - start)
-    server = serve(MetricsApp(live), host or "127.0.0.1", int(port))
+    log.info("%d modelled sensors ready in %.1f s", len(modelled), time.perf_counter() - start)
+    devices = Devices(fleet.devices, Path(args.data))
+    devices.start()
+    if len(devices):
+        log.info(
+            "%d device sensors: %s",
+            len(devices),
+            ", ".join(f"{s.id} ({s.device.format})" for s in devices.sensors if s.device),
+        )
+    server = serve(MetricsApp(live, devices), host or "127.0.0.1", int(port))
     log.info("serving http://%s:%s/metrics", host, port)
-    serve_until_stopped(server)
+    try:
+        serve_until_stopped(server)
+    finally:
+        devices.stop()
     return 0
 
 

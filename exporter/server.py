@@ -10,9 +10,10 @@ import numpy as np
 from prometheus_client import REGISTRY, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from exporter.live import LiveFleet
+from devices.hub import Devices
 from exporter.render import FleetRenderer
 from homewatt.httpserver import Handler, Server
+from homewatt.live import LiveFleet
 
 log = logging.getLogger(__name__)
 
@@ -27,20 +28,27 @@ SKIPPED = Counter(
 
 
 class MetricsApp:
-    def __init__(self, live: LiveFleet, clock: Callable[[], float] = time.time):
+    """The modelled sensors (`live`) and the real devices (`devices`) on one /metrics."""
+
+    def __init__(
+        self, live: LiveFleet, devices: Devices | None = None, clock: Callable[[], float] = time.time
+    ):
         self.live = live
-        self.renderer = FleetRenderer([s.id for s in live.sensors])
+        self.devices = devices
+        device_ids = [s.id for s in devices.sensors] if devices else []
+        self.renderer = FleetRenderer([s.id for s in live.sensors], device_ids)
         self.clock = clock
-        SENSORS.set(len(live.sensors))
+        SENSORS.set(len(live.sensors) + len(device_ids))
 
     def metrics(self) -> bytes:
         start = time.perf_counter()
-        t = int(self.clock())
+        now = self.clock()
+        t = int(now)
         power, energy = self.live.at(t)
         ok = self.live.available(t)
         if not ok.all():  # a replayed household's missing minute: serve a gap, not a value
             power, energy = np.where(ok, power, np.nan), np.where(ok, energy, np.nan)
-        body = self.renderer.render(power, energy)
+        body = self.renderer.render(power, energy, self.devices.snapshot(now) if self.devices else None)
         if self.renderer.skipped:
             SKIPPED.inc(self.renderer.skipped)
         RENDER_SECONDS.set(time.perf_counter() - start)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,11 @@ import yaml
 DEFAULT_FLEET = Path(__file__).with_name("fleet.yaml")
 SENSOR_ID = re.compile(r"[a-z0-9-]{1,64}")
 HEATING_TYPES = ("none", "electric", "heat_pump")
+DEVICE_FORMATS = ("shelly", "tasmota", "tic")
+TIC_MODES = ("historic", "standard")
+MQTT_SCHEMES = ("mqtt", "tcp")
+DEFAULT_STALE_AFTER_S = 10.0
+DEVICE_INDEX_DATE = dt.date(2026, 1, 1)  # a device entry's model anchor when it gives none (simulator only)
 
 
 class FleetError(ValueError):
@@ -60,6 +66,32 @@ class Replay:
 
 
 @dataclass(frozen=True)
+class Device:
+    """A real meter that reports this sensor, instead of the load model (devices/).
+
+    MQTT devices name their broker and topic; a Linky names its serial port.  A
+    relative `port` is under the data directory, where the simulator links its
+    pseudo-terminal.  `max_power_w` bounds a plausible reading; left out, a Linky's
+    own subscribed power is used, and for MQTT devices 36 kVA (the largest
+    French household subscription).
+    """
+
+    format: str  # shelly | tasmota | tic
+    broker: str | None = None  # MQTT: mqtt://[user:password@]host:port
+    topic: str | None = None  # Shelly: the topic prefix (its device id); Tasmota: its %topic%
+    component: str = "switch:0"  # Shelly: which meter channel (switch:0, pm1:0, em:0, em1:1, ...)
+    port: str | None = None  # TIC: the serial device of the USB dongle
+    mode: str = "standard"  # TIC: historic (1200 baud) or standard (9600 baud)
+    stale_after_s: float = DEFAULT_STALE_AFTER_S  # silent longer than this: the sensor drops out of scrapes
+    max_power_w: float | None = None
+    simulated: bool = False  # fed by `python -m devices.simulate` (make up starts it), not by hardware
+
+    @property
+    def is_mqtt(self) -> bool:
+        return self.format != "tic"
+
+
+@dataclass(frozen=True)
 class Sensor:
     id: str
     home: str
@@ -79,6 +111,7 @@ class Sensor:
     heating: Heating = field(default_factory=Heating)
     water_heater: WaterHeater | None = None
     replay: Replay | None = None
+    device: Device | None = None  # a real meter reports it; the model only feeds its simulator
     timezone: str = DEFAULT_TIMEZONE  # set from the fleet's timezone, not per sensor
 
     @property
@@ -101,6 +134,16 @@ class Fleet:
 
     def ids(self) -> list[str]:
         return [s.id for s in self.sensors]
+
+    @property
+    def modelled(self) -> tuple[Sensor, ...]:
+        """The sensors the load model (or a replay) produces: these have a backfilled history."""
+        return tuple(s for s in self.sensors if s.device is None)
+
+    @property
+    def devices(self) -> tuple[Sensor, ...]:
+        """The sensors real meters report: their history starts when they first report."""
+        return tuple(s for s in self.sensors if s.device is not None)
 
     def get(self, sensor_id: str) -> Sensor:
         for s in self.sensors:
@@ -149,6 +192,39 @@ def _replay(raw: Any, where: str) -> Replay:
     return Replay(dataset=rep.dataset, start=start)
 
 
+def _device(raw: Any, where: str) -> Device:
+    from urllib.parse import urlsplit
+
+    device: Device = _build(Device, raw, where)
+    if device.format not in DEVICE_FORMATS:
+        raise FleetError(f"{where}.format: {device.format!r} not in {DEVICE_FORMATS}")
+    _number(device.stale_after_s, f"{where}.stale_after_s", 1, 3600)
+    if device.max_power_w is not None:
+        _number(device.max_power_w, f"{where}.max_power_w", 100, 250_000)
+    if device.is_mqtt:
+        if not device.broker or not device.topic:
+            raise FleetError(f"{where}: an MQTT device needs 'broker' (mqtt://host:port) and 'topic'")
+        url = urlsplit(device.broker)
+        try:
+            port = url.port
+        except ValueError as exc:
+            raise FleetError(f"{where}.broker: {exc}") from exc
+        if url.scheme not in MQTT_SCHEMES or not url.hostname or port is None:
+            raise FleetError(f"{where}.broker: expected mqtt://host:port, got {device.broker!r}")
+        if any(c in device.topic for c in "#+") or device.topic.strip("/") != device.topic:
+            raise FleetError(f"{where}.topic: {device.topic!r} must be a plain topic, no wildcard")
+        if device.port is not None:
+            raise FleetError(f"{where}: 'port' is for a TIC device, not {device.format}")
+    else:
+        if not device.port:
+            raise FleetError(f"{where}: a TIC device needs 'port' (e.g. /dev/ttyUSB0)")
+        if device.mode not in TIC_MODES:
+            raise FleetError(f"{where}.mode: {device.mode!r} not in {TIC_MODES}")
+        if device.broker or device.topic:
+            raise FleetError(f"{where}: 'broker' and 'topic' are for MQTT devices, not tic")
+    return device
+
+
 def _number(value: Any, where: str, lo: float, hi: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
         raise FleetError(f"{where}: expected a number in [{lo}, {hi}], got {value!r}")
@@ -166,6 +242,14 @@ def _sensor(raw: Any, index: int) -> Sensor:
             raw["water_heater"] = _build(WaterHeater, raw["water_heater"], f"{where}.water_heater")
         if raw.get("replay") is not None:
             raw["replay"] = _replay(raw["replay"], f"{where}.replay")
+        if raw.get("device") is not None:
+            raw["device"] = _device(raw["device"], f"{where}.device")
+            if raw.get("replay") is not None:
+                raise FleetError(f"{where}: a sensor is either a real device or a replay, not both")
+            # A real meter needs no model; these only matter to its simulator.
+            raw.setdefault("seed", zlib.crc32(str(raw.get("id", "")).encode()) & 0x7FFFFFFF)
+            raw.setdefault("index_date", DEVICE_INDEX_DATE)
+            raw.setdefault("index_kwh", 0.0)
         if "index_date" in raw and not isinstance(raw["index_date"], dt.date):
             try:
                 raw["index_date"] = dt.date.fromisoformat(str(raw["index_date"]))

@@ -26,8 +26,8 @@ from backfill.api import Options, backfill
 from backfill.run import BackfillError, Summary, wait_for_history
 from homewatt import promapi
 from homewatt.config import Settings
-from homewatt.contract import INC1M, INC15M, POWER, USAGE_SHARE
-from homewatt.fleet import FleetError, load_fleet
+from homewatt.contract import DEVICE_LAST_SEEN, INC1M, INC15M, POWER, USAGE_SHARE
+from homewatt.fleet import Fleet, FleetError, load_fleet
 from homewatt.procs import WaitTimeout, wait_until
 from stack.services import Stack
 from stack.supervisor import StartError, Supervisor
@@ -99,7 +99,7 @@ def graph_link(prometheus_url: str, expr: str, range_input: str = "15m") -> str:
     return f"{prometheus_url}/graph?{q}"
 
 
-def summary(settings: Settings, stack: Stack, n_sensors: int, grafana: bool) -> str:
+def summary(settings: Settings, stack: Stack, fleet: Fleet, grafana: bool) -> str:
     p, q = settings.prometheus_url, settings.history_url
     per_minute = graph_link(q, f"{INC1M.name} / 3.6e6", "1h")
     breakdown = graph_link(p, USAGE_SHARE.name, "1h").replace("g0.tab=0", "g0.tab=1")
@@ -107,7 +107,18 @@ def summary(settings: Settings, stack: Stack, n_sensors: int, grafana: bool) -> 
     return "\n".join(
         [
             "",
-            f"homewatt is up: {n_sensors} sensors, scraped every second.",
+            f"homewatt is up: {len(fleet)} sensors, scraped every second.",
+            *(
+                f"  Device {s.id}: {s.device.format}"
+                + (
+                    f" at {s.device.broker}, topic {s.device.topic}"
+                    if s.device.broker
+                    else f" on {s.device.port}"
+                )
+                + (" (simulated)" if s.device.simulated else "")
+                for s in fleet.devices
+                if s.device is not None
+            ),
             *(
                 [
                     f"  Grafana, live:                 {settings.grafana_url}/d/homewatt-live",
@@ -125,6 +136,11 @@ def summary(settings: Settings, stack: Stack, n_sensors: int, grafana: bool) -> 
             f"  Thanos stores (bucket, live):  {q}/stores",
             f"  Scrape targets:                {p}/targets",
             f"  Exporter metrics:              http://{settings.exporter_listen}/metrics",
+            *(
+                [f"  Devices, seconds since heard:  {graph_link(p, f'time() - {DEVICE_LAST_SEEN.name}')}"]
+                if fleet.devices
+                else []
+            ),
             f"  Usage breakdown (partner):     {breakdown}",
             f"  Pushgateway:                   {settings.pushgateway_url}",
             f"  Reference partner:             {settings.partner_url}/v1/breakdowns",
@@ -152,8 +168,10 @@ def main() -> int:
             for service in stack.services():
                 log.info("starting %s ...", service.name)
                 supervisor.run(service)
-            took = wait_for_live_data(settings.prometheus_url, len(fleet))
-            log.info("live data for all %d sensors in Prometheus after %.1f s", len(fleet), took)
+            took = wait_for_live_data(settings.prometheus_url, len(fleet.modelled))
+            log.info(
+                "live data for all %d modelled sensors in Prometheus after %.1f s", len(fleet.modelled), took
+            )
             thanos = stack.thanos()
             for service in thanos.services():
                 log.info("starting %s ...", service.name)
@@ -161,7 +179,7 @@ def main() -> int:
             history = backfill_history(settings, thanos)
             print(history.text(), flush=True)
             log.info("waiting until Thanos Query serves the history (the store syncs every minute) ...")
-            wait_for_history(settings.history_url, history.plan, len(fleet), timeout=300)
+            wait_for_history(settings.history_url, history.plan, len(fleet.modelled), timeout=300)
             for service in stack.partner_services():
                 log.info("starting %s ...", service.name)
                 supervisor.run(service)
@@ -177,7 +195,7 @@ def main() -> int:
         except (StartError, FileNotFoundError, ThanosMissing, BackfillError) as exc:
             print(f"make up: {exc}", file=sys.stderr)
             return 1
-        print(summary(settings, stack, len(fleet), grafana is not None), flush=True)
+        print(summary(settings, stack, fleet, grafana is not None), flush=True)
         reported: set[str] = set()
         tick = 0
         while True:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from homewatt import promconfig
 from homewatt.config import REPO, Settings, hostport
-from homewatt.procs import http_ok
+from homewatt.fleet import Fleet, load_fleet
+from homewatt.procs import http_ok, port_in_use
 from stack.supervisor import Service
 from stack.thanos import Thanos
 
@@ -24,6 +25,8 @@ from stack.thanos import Thanos
 LOCAL_RETENTION = "3d"
 # A standalone Prometheus (serving a directory of blocks in tests) keeps everything.
 STANDALONE_RETENTION = "1200d"
+MQTT_PORT = 1883
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def binary(*names: str) -> str:
@@ -92,6 +95,43 @@ class Stack:
             listen=hostport(url),
             ready=http_ok(f"{url}/-/ready"),
         )
+
+    @property
+    def fleet(self) -> Fleet:
+        return load_fleet(self.settings.fleet)
+
+    def mosquitto(self, host: str, port: int) -> Service:
+        """The MQTT broker the fleet's devices publish to, when the fleet names a local one."""
+        conf = self.data / "run" / f"mosquitto-{port}.conf"
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text(
+            f"# Written by homewatt (stack/services.py) at each start.\nlistener {port} {host}\n"
+            "allow_anonymous true\npersistence false\nlog_dest stdout\n"
+        )
+        return Service(
+            name=f"mosquitto-{port}" if port != MQTT_PORT else "mosquitto",
+            argv=[binary("mosquitto", "/usr/sbin/mosquitto"), "-c", str(conf)],
+            listen=(host, port),
+            ready=lambda: port_in_use(host, port),
+        )
+
+    def simulator(self, journal: Path | None = None) -> Service:
+        """The device simulator for the fleet's simulated devices; `journal`: tests compare what
+        it sent with what Prometheus stored."""
+        argv = [sys.executable, "-m", "devices.simulate", "--data", str(self.data)]
+        if journal:
+            argv += ["--journal", str(journal)]
+        return Service(name="simulator", argv=argv, ready=lambda: True, env=self._env())
+
+    def device_services(self) -> list[Service]:
+        """A broker for every local broker the fleet's MQTT devices name, and the simulator
+        if some devices are simulated.  A remote broker is someone else's to run."""
+        devices = [s.device for s in self.fleet.devices if s.device is not None]
+        brokers = {hostport(d.broker) for d in devices if d.broker}
+        out = [self.mosquitto(h, p) for h, p in sorted(brokers) if h in LOCAL_HOSTS]
+        if any(d.simulated for d in devices):
+            out.append(self.simulator())
+        return out
 
     def pushgateway(self) -> Service:
         url = self.settings.pushgateway_url
@@ -195,7 +235,7 @@ class Stack:
     def services(self, standalone: bool = False) -> list[Service]:
         """The live path, which runs before the backfill; Thanos and `partner_services` follow."""
         (self.data / "pushgateway").mkdir(parents=True, exist_ok=True)
-        return [self.pushgateway(), self.exporter(), self.prometheus(standalone)]
+        return [self.pushgateway(), *self.device_services(), self.exporter(), self.prometheus(standalone)]
 
     def thanos(self) -> Thanos:
         return Thanos(self.settings)

@@ -13,10 +13,10 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.live import LiveFleet
 from exporter.render import FleetRenderer
 from exporter.server import MetricsApp, serve
 from homewatt import loadmodel
+from homewatt.live import LiveFleet
 from homewatt.meter import Ledger, counter
 from homewatt.procs import free_port
 

@@ -10,11 +10,12 @@ def default_doc() -> dict:
     return yaml.safe_load(DEFAULT_FLEET.read_text())
 
 
-def test_default_fleet_has_five_modelled_homes_and_one_real():
+def test_default_fleet_has_five_modelled_homes_one_replayed_and_two_devices():
     fleet = load_fleet()
-    assert len(fleet) == 6
-    assert len(set(fleet.ids())) == 6
-    modelled = [s for s in fleet.sensors if s.replay is None]
+    assert len(fleet) == 8
+    assert len(set(fleet.ids())) == 8
+    assert [s.id for s in fleet.devices] == ["s-007", "s-008"]
+    modelled = [s for s in fleet.modelled if s.replay is None]
     assert len(modelled) == 5
     assert {s.heating.type for s in modelled} == {"electric", "heat_pump", "none"}
     with_heater = [s for s in modelled if s.water_heater]

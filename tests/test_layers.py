@@ -1,5 +1,6 @@
-"""Layers point one way: the base imports no feature, a feature imports only the base,
-the orchestration (stack/) sits on top.  Read from the source with `ast`, so an
+"""Layers point one way: the base imports no feature, a feature imports only the base
+(and the device drivers, which sit between: the exporter serves them), the
+orchestration (stack/) sits on top.  Read from the source with `ast`, so an
 import hidden inside a function counts too."""
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import pytest
 from homewatt.config import REPO
 
 BASE = "homewatt"
+DRIVERS = "devices"  # real meters' protocols and their simulator: what the exporter serves
 FEATURES = ("exporter", "backfill", "partner_job", "reference_partner", "grafana")
 ORCHESTRATION = "stack"
-LAYER = {BASE: 0, **dict.fromkeys(FEATURES, 1), ORCHESTRATION: 2}
+LAYER = {BASE: 0, DRIVERS: 1, **dict.fromkeys(FEATURES, 2), ORCHESTRATION: 3}
 
 
 def imports(path: Path) -> list[tuple[int, str]]:
@@ -57,6 +59,7 @@ def test_every_import_points_down_the_layers():
         ("homewatt/fleet2.py", "import stack.services\n"),
         ("exporter/x.py", "from partner_job import job\n"),  # feature -> feature
         ("backfill/x.py", "def f():\n    from stack import supervisor\n"),  # hidden in a function
+        ("devices/x.py", "from exporter.render import FleetRenderer\n"),  # a driver reaching up
     ],
 )
 def test_a_wrong_way_import_is_caught(tmp_path, where, code):

@@ -10,10 +10,10 @@ import itertools
 import numpy as np
 import pytest
 
-from exporter.live import LiveFleet
 from exporter.server import MetricsApp
 from homewatt import loadmodel, replay
 from homewatt.fleet import Replay
+from homewatt.live import LiveFleet
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Live values of the whole fleet, kept exact and cheap to advance.
+"""Live values of modelled sensors, exact and cheap to advance: the exporter's and the simulator's.
 
 The counter at second t is the sum of every second of power before it.  The
 ledger gives it once at start; after that each scrape only adds the seconds
