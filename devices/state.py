@@ -185,5 +185,6 @@ class DeviceState:
         with self._lock:
             if self.last_seen is None or now - self.last_seen > self.device.stale_after_s:
                 return Values(None, None, None, self.last_seen)
-            energy = None if self.energy_wh is None else self.energy_wh * 3600.0
+            # Rounded to the mJ: a Shelly's 3-decimal Wh times 3600 would otherwise carry float noise.
+            energy = None if self.energy_wh is None else round(self.energy_wh * 3600.0, 3)
             return Values(self.power_w, self.apparent_va, energy, self.last_seen)
