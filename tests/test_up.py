@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from homewatt import loadmodel, promapi
 from homewatt.config import REPO, hostport
 from homewatt.fleet import Sensor, load_fleet
 from homewatt.meter import Ledger, counter
-from homewatt.procs import WaitTimeout, port_in_use, wait_until
+from homewatt.procs import WaitTimeout, free_port, port_in_use, wait_until
 
 from .conftest import (
     assert_each_second_once,
@@ -120,6 +121,12 @@ def live_seconds_around(prom: str, sensor: Sensor, t: int) -> tuple[np.ndarray, 
 def test_up_backfills_once_shows_live_power_then_ctrl_c_stops_everything(tmp_path):
     data = tmp_path / "data"
     fleet_file = write_fleet(tmp_path / "fleet.yaml", n=2)
+    # And a simulated Shelly on a broker of its own: make up starts mosquitto and the simulator.
+    broker = f"mqtt://127.0.0.1:{free_port()}"
+    doc = yaml.safe_load(fleet_file.read_text())
+    device = {"format": "shelly", "broker": broker, "topic": "shellyplus1pm-up", "simulated": True}
+    doc["sensors"].append({"id": "m-up", "home": "a Shelly", "device": device})
+    fleet_file.write_text(yaml.safe_dump(doc, sort_keys=False))
     env = {
         **thanos_env(stack_env(data, fleet_file)),
         "HOMEWATT_RAW_DAYS": "0.05",
@@ -129,7 +136,9 @@ def test_up_backfills_once_shows_live_power_then_ctrl_c_stops_everything(tmp_pat
     try:
         text = "\n".join(lines)
         # Live within 30 s, then the backfill and Prometheus loading it (once a minute).
-        live_after = float(text.split("live data for all 2 sensors in Prometheus after ")[1].split(" s")[0])
+        live_after = float(
+            text.split("live data for all 2 modelled sensors in Prometheus after ")[1].split(" s")[0]
+        )
         assert live_after < 30
         written = re.search(r"backfill: 2 sensors, (\d+) chunks written, 0 already there \(skipped\)", text)
         assert written and int(written[1]) >= 2, text
@@ -140,7 +149,8 @@ def test_up_backfills_once_shows_live_power_then_ctrl_c_stops_everything(tmp_pat
         # The join, read through Thanos Query (the backfill from the bucket, live data from the
         # sidecar): one sample per metered second across it (see assert_each_second_once for
         # the one exception), and the counter steps by exactly the energy in between.
-        for s in load_fleet(fleet_file).sensors:
+        assert f"Device m-up: shelly at {broker}, topic shellyplus1pm-up (simulated)" in text
+        for s in load_fleet(fleet_file).modelled:
             ts, secs, joules = live_seconds_around(history, s, live_start)
             assert secs[0] < live_start - 10 and secs[-1] > live_start + 10
             assert np.all(secs[ts < live_start] == ts[ts < live_start]), "backfill: whole seconds"
@@ -153,21 +163,29 @@ def test_up_backfills_once_shows_live_power_then_ctrl_c_stops_everything(tmp_pat
             assert list(np.diff(joules)) == [float(x) for x in steps]
         assert f"{prom}/graph?g0.expr=elec_power_watts" in text
         assert f"http://{env['EXPORTER_LISTEN']}/metrics" in text
-        fresh = promapi.query(prom, "time() - timestamp(elec_power_watts)")
-        assert len(fresh) == 2
-        assert all(float(r["value"][1]) <= 2.0 for r in fresh)
+        fresh = query_until(prom, "time() - timestamp(elec_power_watts) <= 2", 3, 30)
+        assert {r["metric"]["sensor"] for r in fresh} == {"s-001", "s-002", "m-up"}
+        # No history is invented for the device: nothing of it before make up started.
+        assert (
+            promapi.query(
+                history, 'count_over_time(elec_energy_joules_total{sensor="m-up"}[1d])', at=live_start - 60
+            )
+            == []
+        )
         # Without a Grafana binary, make up says so (and where the dashboards are).
         if not (shutil.which("grafana-server") or shutil.which("grafana")):
             assert "Grafana: no grafana-server or grafana binary on PATH" in text
         # The scheduler ran the last midnight at once: a breakdown per sensor shows up.
         assert f"{env['PARTNER_URL']}/v1/breakdowns" in text
-        shares = query_until(prom, "sum by (sensor) (elec_usage_share_ratio)", 2, 90)
-        assert {r["metric"]["sensor"] for r in shares} == {"s-001", "s-002"}
+        # (The history here is shorter than a window: every minute goes as null, and still lands.)
+        shares = query_until(prom, "sum by (sensor) (elec_usage_share_ratio)", 3, 90)
+        assert {r["metric"]["sensor"] for r in shares} == {"s-001", "s-002", "m-up"}
         assert all(abs(float(r["value"][1]) - 1) <= 1e-3 for r in shares)
     finally:
         rc = ctrl_c(proc)
     assert rc == 0
     for url in (
+        broker,
         env["PROMETHEUS_URL"],
         env["PUSHGATEWAY_URL"],
         env["PARTNER_URL"],
@@ -190,7 +208,7 @@ def test_up_backfills_once_shows_live_power_then_ctrl_c_stops_everything(tmp_pat
         assert took < 60
         assert sorted(p.name for p in (data / "bucket").iterdir()) == uploaded, "nothing uploaded twice"
         before = promapi.query(env["PROMETHEUS_URL"], "count_over_time(elec_power_watts[2m])", at=stopped_at)
-        assert len(before) == 2
+        assert len(before) == 3
         assert all(float(r["value"][1]) >= 3 for r in before)
     finally:
         assert ctrl_c(proc) == 0
