@@ -53,6 +53,7 @@ generate: venv
 bench: system-deps venv thanos
 	$(PY) benchmarks/model_speed.py
 	$(PY) benchmarks/exporter_render.py
+	$(PY) benchmarks/device_flood.py
 	$(PY) benchmarks/backfill_rate.py
 	$(PY) benchmarks/partner_job_rate.py
 	$(PY) benchmarks/tier_sizes.py

@@ -109,6 +109,7 @@ def test_the_stack_has_every_part(services):
         "partner",
         "scheduler",
         "backfill",
+        "mosquitto",
     } <= set(services)
 
 
