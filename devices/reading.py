@@ -9,7 +9,9 @@ devices/state.py, so the three protocols cannot drift apart on it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 # Why a reading was dropped: the `reason` label of contract.DEVICE_REJECTED.
 CHECKSUM = "checksum"  # a TIC group whose checksum does not match
@@ -66,3 +68,23 @@ def number(value: object, field: str) -> float:
     if out < 0:
         raise Rejected(NEGATIVE, f"{field} is {value!r}")
     return out
+
+
+def json_number(value: object, field: str) -> float:
+    """`number` for a JSON field, where a string is not a number: a device that quotes its
+    values is not one whose format we know."""
+    if isinstance(value, str):
+        raise Rejected(BAD_VALUE, f"{field} is a string: {value!r}")
+    return number(value, field)
+
+
+def json_object(payload: bytes) -> dict[str, Any]:
+    """An MQTT payload as a JSON object, or NOT_JSON.  NaN and Infinity tokens parse (Python's
+    json accepts them), so that `number` reports them as such."""
+    try:
+        doc = json.loads(payload)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise Rejected(NOT_JSON, f"not JSON: {payload[:80]!r}") from None
+    if not isinstance(doc, dict):
+        raise Rejected(NOT_JSON, f"not a JSON object: {payload[:80]!r}")
+    return doc

@@ -14,12 +14,11 @@ components: the power on `em:0` / `em1:N`, the energy index on `emdata:0` /
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from devices.reading import BAD_VALUE, MISSING_FIELD, NOT_JSON, Reading, Rejected, number
+from devices.reading import BAD_VALUE, MISSING_FIELD, Reading, Rejected, json_number, json_object
 
 
 @dataclass(frozen=True)
@@ -98,10 +97,10 @@ class ShellyDevice:
             name = topic[len(status_topic) :]
             if name not in self._mine:
                 return None
-            return self._apply({name: _object(payload)}, full=True, ts=None, src=None)
+            return self._apply({name: json_object(payload)}, full=True, ts=None, src=None)
         if topic != f"{self.prefix}/events/rpc":
             return None
-        message = _object(payload)
+        message = json_object(payload)
         method = message.get("method")
         if method not in (_NOTIFY_STATUS, _NOTIFY_FULL_STATUS):
             return None  # NotifyEvent (button pushes, scheduled jobs) carries no status
@@ -122,7 +121,7 @@ class ShellyDevice:
         return self._apply(
             parts,
             full=method == _NOTIFY_FULL_STATUS,
-            ts=None if ts is None else _json_number(ts, "params.ts"),
+            ts=None if ts is None else json_number(ts, "params.ts"),
             src=src if isinstance(src, str) else None,
         )
 
@@ -154,16 +153,6 @@ class ShellyDevice:
         return Reading(power_w=power, apparent_va=apparent, energy_wh=energy, time=ts, meter_id=self._src)
 
 
-def _object(payload: bytes) -> dict[str, Any]:
-    try:
-        doc = json.loads(payload)
-    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise Rejected(NOT_JSON, f"not JSON: {payload[:80]!r}") from None
-    if not isinstance(doc, dict):
-        raise Rejected(NOT_JSON, f"not a JSON object: {payload[:80]!r}")
-    return doc
-
-
 def _overlay(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     """`base` updated with `changes`, nested objects merged too: a delta may name one sub-key."""
     out = dict(base)
@@ -171,13 +160,6 @@ def _overlay(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
         old = out.get(key)
         out[key] = _overlay(old, value) if isinstance(old, dict) and isinstance(value, dict) else value
     return out
-
-
-def _json_number(value: object, field: str) -> float:
-    """`number`, but a JSON string is not a number: a device that quotes its values is not one we know."""
-    if isinstance(value, str):
-        raise Rejected(BAD_VALUE, f"{field} is a string: {value!r}")
-    return number(value, field)
 
 
 def _field(status: dict[str, Any], component: str, path: tuple[str, ...], required: bool) -> float | None:
@@ -194,7 +176,7 @@ def _field(status: dict[str, Any], component: str, path: tuple[str, ...], requir
         if required:
             raise Rejected(MISSING_FIELD, f"{name} is absent")
         return None
-    return _json_number(value, name)
+    return json_number(value, name)
 
 
 # --- what a device would publish, for tests and the simulated fleet --------------------------------

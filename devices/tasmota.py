@@ -15,12 +15,11 @@ phases are summed, since a sensor is one household feed.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from devices.reading import BAD_VALUE, MISSING_FIELD, NOT_JSON, Reading, Rejected, number
+from devices.reading import BAD_VALUE, MISSING_FIELD, Reading, Rejected, json_number, json_object, number
 
 
 def topics(topic: str) -> list[str]:
@@ -46,7 +45,7 @@ def parse(topic: str, payload: bytes, tz: str = "Europe/Paris") -> Reading | Non
     kind = topic.rsplit("/", 1)[-1]
     if kind not in ("SENSOR", "STATUS10"):
         return None
-    doc = _object(payload)
+    doc = json_object(payload)
     if kind == "STATUS10":
         doc = _member(doc, "StatusSNS", "STATUS10")
     energy = _member(doc, "ENERGY", kind)
@@ -60,16 +59,6 @@ def parse(topic: str, payload: bytes, tz: str = "Europe/Paris") -> Reading | Non
         energy_wh=round(total * 1000, 3),
         time=_device_time(doc.get("Time"), tz),
     )
-
-
-def _object(payload: bytes) -> dict[str, Any]:
-    try:
-        doc = json.loads(payload)
-    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise Rejected(NOT_JSON, f"not JSON: {payload[:80]!r}") from None
-    if not isinstance(doc, dict):
-        raise Rejected(NOT_JSON, f"not a JSON object: {payload[:80]!r}")
-    return doc
 
 
 def _member(doc: dict[str, Any], key: str, where: str) -> dict[str, Any]:
@@ -100,9 +89,7 @@ def _phases(energy: dict[str, Any], key: str, *, required: bool) -> float | None
             if isinstance(phase, bool) or not isinstance(phase, int | float):
                 raise Rejected(BAD_VALUE, f"{field}[{i}] is not a number: {phase!r}")
         return number(math.fsum(value), field)  # a NaN or infinite phase makes the sum one: NAN
-    if isinstance(value, str):
-        raise Rejected(BAD_VALUE, f"{field} is a string: {value!r}")
-    return number(value, field)
+    return json_number(value, field)
 
 
 def _device_time(value: object, tz: str) -> float | None:
