@@ -139,7 +139,8 @@ def live() -> db.Dashboard:
         .time("now-15m", "now")
         .refresh("1s")
         .timepicker(db.TimePicker().refresh_intervals(["1s", "5s", "10s", "30s", "1m"]))
-        .with_variable(sensor_variable(LIVE_DS, POWER.name))
+        # The counter, not the power: a Linky's active power comes minutes after its first frame.
+        .with_variable(sensor_variable(LIVE_DS, ENERGY.name))
         .with_panel(stat_panel(LIVE_DS, "Power now", f"{POWER.name}{S} / 1000", "kwatt", 2, h=6, w=6))
         .with_panel(
             stat_panel(LIVE_DS, "Energy today", today, "kwatth", 2, "now/d", h=6, w=6).description(

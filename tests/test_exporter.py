@@ -50,6 +50,34 @@ def test_render_leaves_out_nan_and_negative_values():
     assert "nan" not in text.lower()
 
 
+def test_device_sensors_follow_the_modelled_ones_in_each_family():
+    """One block per family (the text format wants them together), a stale device left out
+    of every value family but its last-seen time and rejection counts still served."""
+    from devices.reading import REASONS
+
+    r = FleetRenderer(["s-1"], ["m-1", "m-2"])
+    rejected = np.zeros((2, len(REASONS)), dtype=np.int64)
+    rejected[1, REASONS.index("checksum")] = 7
+    devices = {
+        "power": np.array([812.0, np.nan]),  # m-2 is stale
+        "energy": np.array([5400.9, np.nan]),
+        "apparent": np.array([np.nan, np.nan]),  # a Shelly reports no VA
+        "last_seen": np.array([1_790_000_000.5, 1_789_999_900.0]),
+        "rejected": rejected,
+    }
+    text = r.render(np.array([100]), np.array([10**9]), devices)
+    got = parse(text)
+    assert got["elec_power_watts"] == {"s-1": 100, "m-1": 812.0}
+    assert got["elec_energy_joules_total"] == {"s-1": 1e9, "m-1": 5400.9}
+    assert "elec_apparent_power_voltamperes" not in got
+    assert got["homewatt_device_last_seen_timestamp_seconds"] == {"m-1": 1_790_000_000.5, "m-2": 1_789_999_900.0}
+    assert text.count('homewatt_device_rejected_total{sensor="m-2"') == len(REASONS)
+    assert 'homewatt_device_rejected_total{sensor="m-2",reason="checksum"} 7\n' in text
+    assert r.skipped == 0  # a stale device is not a skipped sample: its last-seen time says why
+    for family in ("elec_power_watts", "elec_energy_joules_total", "homewatt_device_rejected_total"):
+        assert text.count(f"# TYPE {family} ") == 1
+
+
 def test_live_values_equal_the_model_as_seconds_pass(fleet):
     sensors = tuple(dataclasses.replace(s, index_date=dt.date(2026, 5, 1)) for s in fleet.sensors)
     live = LiveFleet(sensors, Ledger(sensors))
