@@ -70,7 +70,10 @@ def test_device_sensors_follow_the_modelled_ones_in_each_family():
     assert got["elec_power_watts"] == {"s-1": 100, "m-1": 812.0}
     assert got["elec_energy_joules_total"] == {"s-1": 1e9, "m-1": 5400.9}
     assert "elec_apparent_power_voltamperes" not in got
-    assert got["homewatt_device_last_seen_timestamp_seconds"] == {"m-1": 1_790_000_000.5, "m-2": 1_789_999_900.0}
+    assert got["homewatt_device_last_seen_timestamp_seconds"] == {
+        "m-1": 1_790_000_000.5,
+        "m-2": 1_789_999_900.0,
+    }
     assert text.count('homewatt_device_rejected_total{sensor="m-2"') == len(REASONS)
     assert 'homewatt_device_rejected_total{sensor="m-2",reason="checksum"} 7\n' in text
     assert r.skipped == 0  # a stale device is not a skipped sample: its last-seen time says why
