@@ -14,10 +14,24 @@ THANOS_STAMP := bin/.thanos-$(shell cat thanos/build/go.mod thanos/build/go.sum 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBIAN_PACKAGES := prometheus prometheus-pushgateway prometheus-alertmanager mosquitto
 
-.PHONY: up test unit integration lint typecheck rules-test bench generate lock system-deps venv thanos clean-data
+.PHONY: up up-bg status logs down test unit integration lint typecheck rules-test bench generate lock system-deps venv thanos clean-data
 
 up: system-deps venv thanos
 	$(PY) -m stack
+
+# The same stack in the background: returns once it is up, with the same URLs.
+up-bg: system-deps venv thanos
+	$(PY) -m stack up --background
+
+# Each part's state, pid, uptime, restarts and last exit.
+status: venv
+	@$(PY) -m stack status
+
+logs:
+	tail -n 20 -F $${HOMEWATT_DATA:-data}/logs/*.log
+
+down: venv
+	@$(PY) -m stack down
 
 # Everything: static checks, promtool rule tests, then every pytest test.
 test: system-deps venv thanos lint typecheck rules-test

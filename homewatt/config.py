@@ -25,6 +25,7 @@ class Settings:
     pushgateway_url: str
     partner_url: str
     exporter_listen: str
+    stack_listen: str  # the native stack's runner: its parts' restarts on /metrics
     grafana_url: str
     history_url: str  # where history is read: Thanos Query (natively, 127.0.0.1:10902)
     thanos_port_base: int  # the other Thanos components listen on the ports just above it
@@ -41,6 +42,7 @@ class Settings:
             pushgateway_url=env.get("PUSHGATEWAY_URL", "http://127.0.0.1:9091").rstrip("/"),
             partner_url=env.get("PARTNER_URL", "http://127.0.0.1:8088").rstrip("/"),
             exporter_listen=env.get("EXPORTER_LISTEN", "127.0.0.1:9105"),
+            stack_listen=env.get("HOMEWATT_STACK_LISTEN", "127.0.0.1:9107"),
             grafana_url=env.get("GRAFANA_URL", "http://127.0.0.1:3000").rstrip("/"),
             history_url=env.get("HISTORY_URL", "http://127.0.0.1:10902").rstrip("/"),
             thanos_port_base=int(env.get("HOMEWATT_THANOS_PORT_BASE", "10903")),

@@ -27,6 +27,7 @@ JOULES_PER_WH = 3600.0
 SENSOR = "sensor"
 USAGE = "usage"
 REASON = "reason"
+COMPONENT = "component"
 
 # The exporter's scrape job.  prometheus.yml pins `instance` to the job name so
 # that the backfilled history (written with these labels) and the live series
@@ -77,6 +78,20 @@ DEVICE_REJECTED = Metric(
     (SENSOR, REASON),
 )
 
+# The native stack's runner (stack/status.py): one series per part of the stack.
+COMPONENT_RESTARTS = Metric(
+    "homewatt_component_restarts_total",
+    "counter",
+    "Times the stack's supervisor restarted this part after it died.",
+    (COMPONENT,),
+)
+COMPONENT_UP = Metric(
+    "homewatt_component_up",
+    "gauge",
+    "1 while this part of the stack runs, 0 while it waits to restart or was given up on.",
+    (COMPONENT,),
+)
+
 # Recording rules (rules/*.rules.yml), named level:metric:operations; gauges, by sensor.
 _RULES = {
     "sensor:elec_power_watts:avg1m": "Mean power over the minute before the sample, W.",
@@ -106,4 +121,14 @@ PARTNER_WINDOW_END = Metric(
 )
 PUSHED = (USAGE_SHARE, USAGE_ENERGY, PARTNER_WINDOW_START, PARTNER_WINDOW_END, PARTNER_LAST_SUCCESS)
 
-ALL = (POWER, ENERGY, APPARENT_POWER, DEVICE_LAST_SEEN, DEVICE_REJECTED, *RECORDED, *PUSHED)
+ALL = (
+    POWER,
+    ENERGY,
+    APPARENT_POWER,
+    DEVICE_LAST_SEEN,
+    DEVICE_REJECTED,
+    COMPONENT_RESTARTS,
+    COMPONENT_UP,
+    *RECORDED,
+    *PUSHED,
+)

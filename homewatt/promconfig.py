@@ -23,7 +23,14 @@ from homewatt.config import REPO
 
 SOURCE = REPO / "prometheus" / "prometheus.yml"
 COMPOSE = REPO / "prometheus" / "prometheus.compose.yml"
-TARGET_JOBS = {"homewatt-exporter": "exporter", "pushgateway": "pushgateway", "prometheus": "prometheus"}
+TARGET_JOBS = {
+    "homewatt-exporter": "exporter",
+    "pushgateway": "pushgateway",
+    "prometheus": "prometheus",
+    "homewatt-stack": "stack",
+}
+# Jobs of the native stack only: in Docker, compose restarts the parts and there is no runner.
+NATIVE_ONLY = {"homewatt-stack"}
 # docker-compose.yml's service names and ports.
 COMPOSE_ADDRESSES = {
     "exporter": "exporter:9105",
@@ -68,6 +75,7 @@ def compose_config() -> str:
     """prometheus/prometheus.compose.yml's text.  Compose mounts prometheus/ and rules/
     side by side, so the relative rule paths hold in the container and here alike."""
     doc = render(COMPOSE_ADDRESSES)
+    doc["scrape_configs"] = [j for j in doc["scrape_configs"] if j["job_name"] not in NATIVE_ONLY]
     doc["rule_files"] = list(PROMETHEUS_RULES)  # relative: they must hold in the container
     header = (
         "# Generated from prometheus.yml by `python -m homewatt.promconfig`: edit that file, not this one.\n"

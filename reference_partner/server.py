@@ -148,7 +148,9 @@ class PartnerHandler(Handler):
 
     def do_GET(self) -> None:  # noqa: N802
         if self.path == "/healthz":
-            self.reply_json(200, {"ok": True, "requests": self.partner.requests})
+            with self.partner.lock:  # answered: distinct idempotency keys (a resent key counts once)
+                answered = len(self.partner.answers)
+            self.reply_json(200, {"ok": True, "requests": self.partner.requests, "answered": answered})
         else:
             self._problem(Problem(404, "Not Found", f"no resource {self.path}"))
 

@@ -13,11 +13,16 @@ is reported once, with the log to read.
 
 from __future__ import annotations
 
+import argparse
 import logging
+import os
 import signal
+import subprocess
 import sys
+import threading
 import time
 import urllib.parse
+from pathlib import Path
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -25,10 +30,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from backfill.api import Options, backfill
 from backfill.run import BackfillError, Summary, wait_for_history
 from homewatt import promapi
-from homewatt.config import Settings
+from homewatt.config import Settings, hostport
 from homewatt.contract import DEVICE_LAST_SEEN, INC1M, INC15M, POWER, USAGE_SHARE
 from homewatt.fleet import Fleet, FleetError, load_fleet
 from homewatt.procs import WaitTimeout, wait_until
+from stack import status
 from stack.services import Stack
 from stack.supervisor import StartError, Supervisor
 from stack.thanos import COMPACTORS, Thanos, ThanosMissing
@@ -151,23 +157,27 @@ def summary(settings: Settings, stack: Stack, fleet: Fleet, grafana: bool) -> st
     )
 
 
-def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
-    settings = Settings.from_env()
-    try:
-        fleet = load_fleet(settings.fleet)
-    except FleetError as exc:
-        print(f"make up: {exc}", file=sys.stderr)
-        return 2
+def run(settings: Settings, fleet: Fleet) -> int:
+    """The foreground stack: start everything, keep it running, stop it all on SIGINT/SIGTERM."""
     stack = Stack(settings)
-    supervisor = Supervisor(stack.data / "logs")
+
+    def event(text: str) -> None:
+        print(f"make up: {text}", file=sys.stderr, flush=True)
+
+    supervisor = Supervisor(stack.data / "logs", on_event=event)
+    phase, text = "starting", ""
     signal.signal(signal.SIGINT, _raise_stop)
     signal.signal(signal.SIGTERM, _raise_stop)
+    host, port = hostport(settings.stack_listen)
+    metrics = status.serve(supervisor, host, port)
+    threading.Thread(target=metrics.serve_forever, name="stack metrics", daemon=True).start()
+    status.write(stack.data, status.snapshot(supervisor, phase))
     try:
         try:
             for service in stack.services():
                 log.info("starting %s ...", service.name)
                 supervisor.run(service)
+            supervisor.keep_running()  # from here on, a part that dies is restarted
             took = wait_for_live_data(settings.prometheus_url, len(fleet.modelled))
             log.info(
                 "live data for all %d modelled sensors in Prometheus after %.1f s", len(fleet.modelled), took
@@ -195,16 +205,13 @@ def main() -> int:
         except (StartError, FileNotFoundError, ThanosMissing, BackfillError) as exc:
             print(f"make up: {exc}", file=sys.stderr)
             return 1
-        print(summary(settings, stack, fleet, grafana is not None), flush=True)
+        phase, text = "up", summary(settings, stack, fleet, grafana is not None)
+        print(text, flush=True)
         reported: set[str] = set()
         tick = 0
         while True:
             tick += 1
-            dead = supervisor.dead()
-            if dead:
-                for s in dead:
-                    print(f"make up: {s.name} stopped unexpectedly:\n{supervisor.tail(s)}", file=sys.stderr)
-                return 1
+            status.write(stack.data, status.snapshot(supervisor, phase, text))
             if tick % 60 == 1:
                 for name in COMPACTORS.values():
                     if name not in reported and halted(f"http://{thanos.addr(f'{name}-http')}"):
@@ -222,8 +229,110 @@ def main() -> int:
         return 0
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown short
+        status.write(stack.data, status.snapshot(supervisor, "stopping"))
         supervisor.stop()
+        metrics.shutdown()
+        metrics.server_close()
+        status.state_path(stack.data).unlink(missing_ok=True)
         log.info("all processes stopped")
+
+
+def background(settings: Settings, timeout: float = 900.0) -> int:
+    """`make up-bg`: the same stack, detached; return once it is up, with the same summary."""
+    running = status.read(settings.data)
+    if running is not None:
+        print(
+            f"make up-bg: a stack already runs (pid {running['runner_pid']}): `make status`", file=sys.stderr
+        )
+        return 1
+    logs = settings.data / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with open(logs / "stack.log", "ab") as out:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "stack", "up"],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # outlives this command and the terminal
+        )
+    print(f"make up-bg: starting (pid {child.pid}); its output goes to {logs / 'stack.log'} ...", flush=True)
+
+    def up() -> dict[str, object] | None:
+        if child.poll() is not None:
+            raise StartError(f"the stack exited with {child.returncode}:\n{_tail(logs / 'stack.log')}")
+        state = status.read(settings.data)
+        return state if state is not None and state.get("phase") == "up" else None
+
+    try:
+        state = wait_until(up, timeout, "the stack up", interval=1.0)
+    except (StartError, WaitTimeout) as exc:
+        print(f"make up-bg: {exc}", file=sys.stderr)
+        return 1
+    print(
+        str(state["summary"]).replace("Ctrl-C stops everything.", "`make status`, `make logs`, `make down`.")
+    )
+    return 0
+
+
+def show_status(settings: Settings) -> int:
+    state = status.read(settings.data)
+    if state is None:
+        print(f"no homewatt stack runs on {settings.data} (`make up` or `make up-bg` starts one)")
+        return 3
+    print(f"homewatt stack: {state['phase']}, runner pid {state['runner_pid']}, data {settings.data}")
+    print(status.table(state))
+    return 0
+
+
+def down(settings: Settings, timeout: float = 60.0) -> int:
+    state = status.read(settings.data)
+    if state is None:
+        print(f"no homewatt stack runs on {settings.data}")
+        return 0
+    pid = int(state["runner_pid"])
+    os.kill(pid, signal.SIGTERM)
+    try:
+        wait_until(lambda: not status.alive(pid), timeout, f"runner {pid} stopped", interval=0.2)
+    except WaitTimeout:
+        print(f"make down: runner {pid} still there after {timeout:.0f} s; killing it", file=sys.stderr)
+        os.kill(pid, signal.SIGKILL)  # its children die with it (PR_SET_PDEATHSIG)
+    print("homewatt stack stopped")
+    return 0
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stack", description=__doc__.split("\n")[0])
+    parser.add_argument("command", nargs="?", default="up", choices=["up", "status", "down"])
+    parser.add_argument("--background", action="store_true", help="up: detach, return once up (make up-bg)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    settings = Settings.from_env()
+    if args.command == "status":
+        return show_status(settings)
+    if args.command == "down":
+        return down(settings)
+    try:
+        fleet = load_fleet(settings.fleet)
+    except FleetError as exc:
+        print(f"make up: {exc}", file=sys.stderr)
+        return 2
+    if args.background:
+        return background(settings)
+    running = status.read(settings.data)
+    if running is not None:
+        print(
+            f"make up: a stack already runs on {settings.data} (pid {running['runner_pid']}): `make status`",
+            file=sys.stderr,
+        )
+        return 1
+    return run(settings, fleet)
 
 
 if __name__ == "__main__":

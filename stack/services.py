@@ -61,6 +61,7 @@ class Stack:
             "prometheus": addr(self.settings.prometheus_url),
             "pushgateway": addr(self.settings.pushgateway_url),
             "exporter": self.settings.exporter_listen,
+            "stack": self.settings.stack_listen,
         }
 
     def prometheus(self, standalone: bool = False, block: str = "2h") -> Service:

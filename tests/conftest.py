@@ -92,6 +92,7 @@ def stack_env(data: Path, fleet_file: Path | None) -> dict[str, str]:
         "HISTORY_URL": prometheus,
         "PUSHGATEWAY_URL": f"http://127.0.0.1:{free_port()}",
         "EXPORTER_LISTEN": f"127.0.0.1:{free_port()}",
+        "HOMEWATT_STACK_LISTEN": f"127.0.0.1:{free_port()}",
         "PARTNER_URL": f"http://127.0.0.1:{free_port()}",
         "HOMEWATT_DATA": str(data),
     }

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 import yaml
 
 from homewatt import loadmodel, promapi
@@ -232,3 +233,105 @@ def test_up_refuses_a_busy_port(tmp_path):
     assert out.returncode == 1
     assert f"{host}:{port} is already in use" in out.stderr
     assert no_process_left(str(tmp_path / "data")) == []
+
+
+def stack_cmd(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stack", *args],
+        cwd=REPO,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_up_bg_restarts_killed_parts_without_losing_data_and_down_leaves_nothing(tmp_path):
+    data = tmp_path / "data"
+    env = {
+        **thanos_env(stack_env(data, write_fleet(tmp_path / "fleet.yaml", n=1))),
+        "HOMEWATT_RAW_DAYS": "0.05",
+        "HOMEWATT_HISTORY_DAYS": "2",
+    }
+    prom, pushgateway = env["PROMETHEUS_URL"], env["PUSHGATEWAY_URL"]
+    started = stack_cmd(env, "up", "--background", timeout=400)
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert "homewatt is up: 1 sensors" in started.stdout and "`make down`" in started.stdout
+    try:
+        shown = stack_cmd(env, "status")
+        assert shown.returncode == 0 and "exporter" in shown.stdout and "running" in shown.stdout
+
+        def part(name: str) -> dict:
+            state = json.loads((data / "run" / "stack.json").read_text())
+            return state["parts"][name]
+
+        # The exporter: back within seconds; the counter goes on exactly, with no reset.
+        (sensor,) = load_fleet(tmp_path / "fleet.yaml").sensors
+        pid = part("exporter")["pid"]
+        killed_at = time.time()
+        os.kill(pid, signal.SIGKILL)
+        wait_until(
+            lambda: part("exporter")["restarts"] == 1 and part("exporter")["state"] == "running",
+            20,
+            "exporter back",
+        )
+        query_until(prom, "time() - timestamp(elec_power_watts) <= 2", 1, 30)
+        back_after = time.time() - killed_at
+        time.sleep(3)
+        energy = promapi.query(prom, f'elec_energy_joules_total{{sensor="{sensor.id}"}}[60s]')[0]["values"]
+        ts = np.array([float(t) for t, _ in energy])
+        joules = np.array([float(v) for _, v in energy])
+        ledger = Ledger([sensor])
+        secs = metered_second(ts, joules, lambda x: counter(ledger, x)[0])
+        gap = int(np.argmax(np.diff(ts)))
+        assert ts[gap] < killed_at < ts[gap + 1] and ts[gap + 1] - ts[gap] <= back_after + 2
+        steps = [
+            loadmodel.power(sensor, np.arange(a, b)).sum() for a, b in zip(secs[:-1], secs[1:], strict=True)
+        ]
+        assert list(np.diff(joules)) == [float(x) for x in steps]  # across the gap too: no reset, no jump
+
+        # Prometheus: replays its WAL; what it scraped before the kill is still there.
+        before = time.time()
+        count_expr = f'count_over_time(elec_power_watts{{sensor="{sensor.id}"}}[30s])'
+        had = float(promapi.query(prom, count_expr, at=before)[0]["value"][1])
+        os.kill(part("prometheus")["pid"], signal.SIGKILL)
+        wait_until(lambda: part("prometheus")["restarts"] == 1, 20, "prometheus restarted")
+        wait_until(
+            lambda: promapi.query(prom, count_expr, at=before),
+            90,
+            "prometheus back",
+            errors=(promapi.PromError,),
+        )
+        assert float(promapi.query(prom, count_expr, at=before)[0]["value"][1]) == had >= 25
+
+        # The Pushgateway: the breakdown is back from its persistence file (written every 30 s).
+        shares = query_until(prom, "elec_usage_share_ratio", 1, 90)
+        pushed = float(promapi.query(prom, "max(partner_job_last_success_timestamp_seconds)")[0]["value"][1])
+        wait_until(lambda: time.time() > pushed + 35, 60, "the Pushgateway's next persistence write")
+        os.kill(part("pushgateway")["pid"], signal.SIGKILL)
+        wait_until(lambda: part("pushgateway")["restarts"] == 1, 20, "pushgateway restarted")
+
+        def breakdown_back() -> bool:
+            with contextlib.suppress(requests.RequestException):
+                return "elec_usage_share_ratio{" in requests.get(f"{pushgateway}/metrics", timeout=5).text
+            return False
+
+        wait_until(breakdown_back, 30, "the breakdown served again")
+        assert len(shares) >= 1
+
+        # The restarts are visible to Prometheus, for the crash-loop alert.
+        restarts = query_until(prom, "homewatt_component_restarts_total > 0", 3, 60)
+        assert {r["metric"]["component"]: float(r["value"][1]) for r in restarts} == {
+            "exporter": 1.0,
+            "prometheus": 1.0,
+            "pushgateway": 1.0,
+        }
+        shown = stack_cmd(env, "status")
+        assert "killed by SIGKILL" in shown.stdout
+    finally:
+        stopped = stack_cmd(env, "down")
+    assert stopped.returncode == 0, stopped.stderr
+    assert stack_cmd(env, "status").returncode == 3
+    for url in (env["PROMETHEUS_URL"], env["PUSHGATEWAY_URL"], env["PARTNER_URL"], env["HISTORY_URL"]):
+        assert not port_in_use(*hostport(url)), f"{url} still listening"
+    assert no_process_left(str(data)) == []
