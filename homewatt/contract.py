@@ -91,6 +91,12 @@ COMPONENT_UP = Metric(
     "1 while this part of the stack runs, 0 while it waits to restart or was given up on.",
     (COMPONENT,),
 )
+COMPONENT_LAST_EXIT = Metric(
+    "homewatt_component_last_exit_code",
+    "gauge",
+    "How this part last ended: its exit status, or minus the signal that killed it (-9: SIGKILL).",
+    (COMPONENT,),
+)
 
 # Recording rules (rules/*.rules.yml), named level:metric:operations; gauges, by sensor.
 _RULES = {
@@ -129,6 +135,7 @@ ALL = (
     DEVICE_REJECTED,
     COMPONENT_RESTARTS,
     COMPONENT_UP,
+    COMPONENT_LAST_EXIT,
     *RECORDED,
     *PUSHED,
 )

@@ -7,8 +7,13 @@ history into that bucket right up to where live data starts (first start only),
 waits until Thanos Query serves it, starts the reference partner and the
 nightly scheduler (which runs the last midnight at once when no breakdown
 exists yet), prints where to look, and on Ctrl-C (or SIGTERM) stops every
-child before exiting.  While it runs it watches the compactors: a halted one
-is reported once, with the log to read.
+child before exiting.  While it runs it restarts a part that dies (stack/supervisor.py),
+serves each part's restarts on /metrics, writes its state for `status`, and
+watches the compactors: a halted one is reported once, with the log to read.
+
+`python -m stack up --background` (make up-bg) runs the same detached and
+returns once it is up; `status` and `down` (make status, make down) read and
+stop it through data/run/stack.json.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from homewatt.contract import COMPONENT, COMPONENT_RESTARTS, COMPONENT_UP
+from homewatt.contract import COMPONENT, COMPONENT_LAST_EXIT, COMPONENT_RESTARTS, COMPONENT_UP
 from homewatt.httpserver import Handler, Server
 from stack.supervisor import Supervisor
 
@@ -44,6 +44,7 @@ def snapshot(supervisor: Supervisor, phase: str, summary: str = "") -> dict[str,
                 "started": now - (mono - s.started_at) if s.started_at else None,
                 "restarts": s.restarts,
                 "last_exit": s.last_exit,
+                "last_words": s.last_words,
             }
             for s in list(supervisor.services)
         },
@@ -59,13 +60,13 @@ def write(data: Path, state: dict[str, Any]) -> None:
 
 
 def alive(pid: int) -> bool:
+    """Whether `pid` runs.  A zombie does not: a SIGKILLed runner whose parent (make up-bg's,
+    long gone) left it to an init that does not reap stays in the table until reaped."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
-    except PermissionError:
-        return True
-    return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def read(data: Path) -> dict[str, Any] | None:
@@ -84,6 +85,8 @@ def table(state: dict[str, Any], now: float | None = None) -> str:
         up = "" if p["started"] is None or p["state"] != "running" else _duration(now - p["started"])
         pid = "" if p["pid"] is None else str(p["pid"])
         rows.append(f"{name:<24} {p['state']:<9} {pid:>7} {up:>9} {p['restarts']:>8}  {p['last_exit']}")
+        if p["state"] != "running" and p.get("last_words"):
+            rows.append(f"{'':<24} its log ends: {p['last_words'][:160]}")
     return "\n".join(rows)
 
 
@@ -97,7 +100,7 @@ def _duration(seconds: float) -> str:
 
 
 class PartsCollector:
-    """Per part: restarts so far, and whether it runs now (0 in backoff or given up)."""
+    """Per part: restarts so far, whether it runs now (0 in backoff or given up), how it last ended."""
 
     def __init__(self, supervisor: Supervisor):
         self.supervisor = supervisor
@@ -105,11 +108,15 @@ class PartsCollector:
     def collect(self) -> Iterator[Metric]:
         restarts = CounterMetricFamily(COMPONENT_RESTARTS.family, COMPONENT_RESTARTS.help, labels=[COMPONENT])
         up = GaugeMetricFamily(COMPONENT_UP.name, COMPONENT_UP.help, labels=[COMPONENT])
+        last = GaugeMetricFamily(COMPONENT_LAST_EXIT.name, COMPONENT_LAST_EXIT.help, labels=[COMPONENT])
         for s in list(self.supervisor.services):
             restarts.add_metric([s.name], s.restarts)
             up.add_metric([s.name], 1.0 if s.state == "running" else 0.0)
+            if s.last_exit_code is not None:
+                last.add_metric([s.name], s.last_exit_code)
         yield restarts
         yield up
+        yield last
 
 
 def serve(supervisor: Supervisor, host: str, port: int) -> Server:

@@ -50,6 +50,8 @@ class Service:
     started_at: float = 0.0
     restarts: int = 0
     last_exit: str = ""
+    last_exit_code: int | None = None  # negative: killed by that signal
+    last_words: str = ""  # the last line of its log when it died: often why
     next_start: float = 0.0
     deaths: deque[float] = field(default_factory=deque)
 
@@ -119,7 +121,8 @@ class Supervisor:
 
     def _died(self, s: Service, returncode: int | None, now: float) -> None:
         if returncode is not None:
-            s.last_exit = exit_reason(returncode)
+            s.last_exit, s.last_exit_code = exit_reason(returncode), returncode
+        s.last_words = self.tail(s, 1).splitlines()[0].split("| ", 1)[-1].strip()
         ran = now - s.started_at
         s.deaths.append(now)
         while s.deaths and now - s.deaths[0] > CRASH_WINDOW_S:

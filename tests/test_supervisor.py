@@ -54,6 +54,8 @@ def test_a_killed_part_is_restarted_and_counted(tmp_path):
         assert samples[("homewatt_component_restarts_total", "a")] == 1
         assert samples[("homewatt_component_restarts_total", "b")] == 0
         assert samples[("homewatt_component_up", "a")] == 1
+        assert samples[("homewatt_component_last_exit_code", "a")] == -9
+        assert ("homewatt_component_last_exit_code", "b") not in samples
 
 
 def status_registry(sup: Supervisor) -> CollectorRegistry:
@@ -83,7 +85,7 @@ def test_a_crash_loop_is_given_up_on_and_the_rest_keeps_running(tmp_path):
         (gave_up,) = [e for e in events if "given up" in e]
         assert "crash died 5 times" in gave_up and "bad config" in gave_up  # the log's end says why
         table = status.table(status.snapshot(sup, "up"))
-        assert "gave up" in table and "exit status 3" in table
+        assert "gave up" in table and "exit status 3" in table and "its log ends: bad config" in table
         time.sleep(1)
         assert crash.restarts == CRASH_LOOP - 1  # and it stays given up
 

@@ -328,10 +328,32 @@ def test_up_bg_restarts_killed_parts_without_losing_data_and_down_leaves_nothing
         }
         shown = stack_cmd(env, "status")
         assert "killed by SIGKILL" in shown.stdout
+        # The supervisor itself SIGKILLed: its children die with it, nothing keeps a port.
+        os.kill(json.loads((data / "run" / "stack.json").read_text())["runner_pid"], signal.SIGKILL)
+        assert no_process_left(str(data)) == []
+        assert stack_cmd(env, "status").returncode == 3  # no stack runs: the state file's runner is gone
+        for url in (
+            prom,
+            pushgateway,
+            env["PARTNER_URL"],
+            env["HISTORY_URL"],
+            f"http://{env['EXPORTER_LISTEN']}",
+        ):
+            assert not port_in_use(*hostport(url)), f"{url} still listening"
+        # It starts again on the same data (no second backfill), and `down` stops it.
+        again = stack_cmd(env, "up", "--background", timeout=400)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "running" in stack_cmd(env, "status").stdout
     finally:
         stopped = stack_cmd(env, "down")
-    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.returncode == 0 and "homewatt stack stopped" in stopped.stdout, stopped.stderr
     assert stack_cmd(env, "status").returncode == 3
-    for url in (env["PROMETHEUS_URL"], env["PUSHGATEWAY_URL"], env["PARTNER_URL"], env["HISTORY_URL"]):
+    for url in (
+        prom,
+        pushgateway,
+        env["PARTNER_URL"],
+        env["HISTORY_URL"],
+        f"http://{env['EXPORTER_LISTEN']}",
+    ):
         assert not port_in_use(*hostport(url)), f"{url} still listening"
     assert no_process_left(str(data)) == []
