@@ -38,7 +38,7 @@ from homewatt import promapi
 from homewatt.config import Settings, hostport
 from homewatt.contract import DEVICE_LAST_SEEN, INC1M, INC15M, POWER, USAGE_SHARE
 from homewatt.fleet import Fleet, FleetError, load_fleet
-from homewatt.procs import WaitTimeout, wait_until
+from homewatt.procs import WaitTimeout, die_with_parent, wait_until
 from stack import status
 from stack.services import Stack
 from stack.supervisor import StartError, Supervisor
@@ -254,7 +254,7 @@ def background(settings: Settings, timeout: float = 900.0) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     with open(logs / "stack.log", "ab") as out:
         child = subprocess.Popen(
-            [sys.executable, "-m", "stack", "up"],
+            [sys.executable, "-m", "stack", "up", "--detached"],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -316,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stack", description=__doc__.split("\n")[0])
     parser.add_argument("command", nargs="?", default="up", choices=["up", "status", "down"])
     parser.add_argument("--background", action="store_true", help="up: detach, return once up (make up-bg)")
+    parser.add_argument("--detached", action="store_true", help=argparse.SUPPRESS)  # up-bg's own runner
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     settings = Settings.from_env()
@@ -337,6 +338,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    if not args.detached:
+        # In the foreground, the runner goes with what started it (make, a terminal, a test):
+        # a SIGKILLed `make up` leaves nothing behind; the detached one outlives up-bg's command.
+        die_with_parent()
     return run(settings, fleet)
 
 

@@ -63,11 +63,14 @@ def no_process_left(text: str, grace: float = 10.0) -> list[str]:
     return processes_mentioning(text)
 
 
-def start_up(env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str], float]:
-    """Start the runner like a terminal would and read its output until it says it is up."""
+def start_up(
+    env: dict[str, str], via: list[str] | None = None
+) -> tuple[subprocess.Popen[str], list[str], float]:
+    """Start the runner like a terminal would (through `via`, a parent such as make, if given)
+    and read its output until it says it is up."""
     start = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stack"],
+        [*(via or []), sys.executable, "-m", "stack"],
         cwd=REPO,
         env={**os.environ, **env},
         stdout=subprocess.PIPE,
@@ -214,6 +217,19 @@ def test_up_backfills_once_shows_live_power_then_ctrl_c_stops_everything(tmp_pat
     finally:
         assert ctrl_c(proc) == 0
     assert no_process_left(str(data)) == []
+
+    # `make up` SIGKILLed (here a parent standing in for make): the runner stops everything.
+    make = [sys.executable, "-c", "import subprocess, sys; subprocess.run(sys.argv[1:])"]
+    proc, lines, took = start_up(env, via=make)
+    try:
+        proc.kill()
+        proc.wait()
+        assert no_process_left(str(data), grace=40) == []
+        for url in (broker, env["PROMETHEUS_URL"], env["PUSHGATEWAY_URL"], env["HISTORY_URL"]):
+            assert not port_in_use(*hostport(url)), f"{url} still listening"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def test_up_refuses_a_busy_port(tmp_path):
