@@ -174,7 +174,14 @@ def run(settings: Settings, fleet: Fleet) -> int:
     signal.signal(signal.SIGINT, _raise_stop)
     signal.signal(signal.SIGTERM, _raise_stop)
     host, port = hostport(settings.stack_listen)
-    metrics = status.serve(supervisor, host, port)
+    try:
+        metrics = status.serve(supervisor, host, port)
+    except OSError as exc:
+        print(
+            f"make up: cannot serve the stack's metrics on {host}:{port}: {exc} (HOMEWATT_STACK_LISTEN)",
+            file=sys.stderr,
+        )
+        return 1
     threading.Thread(target=metrics.serve_forever, name="stack metrics", daemon=True).start()
     status.write(stack.data, status.snapshot(supervisor, phase))
     try:

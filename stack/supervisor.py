@@ -92,7 +92,10 @@ class Supervisor:
 
         def loop() -> None:
             while self._watching.is_set():
-                self.watch()
+                try:
+                    self.watch()
+                except Exception:  # the thread must live on: its children die with it
+                    log.exception("supervisor: watching failed; trying again")
                 time.sleep(interval)
 
         self._watching.set()
