@@ -72,17 +72,23 @@ def test_series_carry_stable_labels(live_stack):
 
 
 def prometheus_increase(ts: np.ndarray, values: np.ndarray, start: float, end: float) -> float:
-    """increase() as Prometheus 2.42 computes it (extrapolatedRate, no counter reset)."""
+    """increase() as Prometheus 2.42 computes it (extrapolatedRate, no counter reset).
+
+    Like Prometheus, durations are differences of integer milliseconds: the same
+    differences of float seconds near 1.8e9 lose ~1e-7 s, about 2e-9 of a minute.
+    """
+    ms = np.round(np.asarray(ts) * 1000).astype(np.int64)
+    start_ms, end_ms = round(start * 1000), round(end * 1000)
     delta = values[-1] - values[0]
-    sampled = ts[-1] - ts[0]
-    average = sampled / (len(ts) - 1)
-    to_start, to_end = ts[0] - start, end - ts[-1]
+    sampled = float(ms[-1] - ms[0]) / 1000
+    average = sampled / (len(ms) - 1)
+    to_start, to_end = float(ms[0] - start_ms) / 1000, float(end_ms - ms[-1]) / 1000
     if delta > 0 and values[0] >= 0:
-        to_start = min(to_start, sampled * values[0] / delta)
+        to_start = min(to_start, sampled * (values[0] / delta))
     interval = sampled
     interval += to_start if to_start < 1.1 * average else average / 2
     interval += to_end if to_end < 1.1 * average else average / 2
-    return float(delta * interval / sampled)
+    return float(delta * (interval / sampled))
 
 
 def test_one_minute_rules_match_the_model(live_stack):

@@ -107,6 +107,20 @@ def ctrl_c(proc: subprocess.Popen[str]) -> int:
     return proc.wait(timeout=40)
 
 
+def still_listening(env: dict[str, str], *more: str) -> list[str]:
+    """Which of the stack's addresses (and `more` URLs) something still listens on."""
+    urls = [
+        *more,
+        env["PROMETHEUS_URL"],
+        env["PUSHGATEWAY_URL"],
+        env["PARTNER_URL"],
+        env["HISTORY_URL"],
+        f"http://{env['EXPORTER_LISTEN']}",
+        f"http://{env['HOMEWATT_STACK_LISTEN']}",
+    ]
+    return [url for url in urls if port_in_use(*hostport(url))]
+
+
 def live_seconds_around(prom: str, sensor: Sensor, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stamp, metered second and counter of every sample within 15 s of t, backfilled or live."""
     sel = f'{{sensor="{sensor.id}"}}'
@@ -188,15 +202,7 @@ def test_up_backfills_once_shows_live_power_then_ctrl_c_stops_everything(tmp_pat
     finally:
         rc = ctrl_c(proc)
     assert rc == 0
-    for url in (
-        broker,
-        env["PROMETHEUS_URL"],
-        env["PUSHGATEWAY_URL"],
-        env["PARTNER_URL"],
-        env["HISTORY_URL"],
-        f"http://{env['EXPORTER_LISTEN']}",
-    ):
-        assert not port_in_use(*hostport(url)), f"{url} still listening"
+    assert still_listening(env, broker) == []
     base = int(env["HOMEWATT_THANOS_PORT_BASE"])
     assert [p for p in range(base, base + 9) if port_in_use("127.0.0.1", p)] == []
     assert no_process_left(str(data)) == []
@@ -225,8 +231,7 @@ def test_up_backfills_once_shows_live_power_then_ctrl_c_stops_everything(tmp_pat
         proc.kill()
         proc.wait()
         assert no_process_left(str(data), grace=40) == []
-        for url in (broker, env["PROMETHEUS_URL"], env["PUSHGATEWAY_URL"], env["HISTORY_URL"]):
-            assert not port_in_use(*hostport(url)), f"{url} still listening"
+        assert still_listening(env, broker) == []
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
@@ -348,14 +353,7 @@ def test_up_bg_restarts_killed_parts_without_losing_data_and_down_leaves_nothing
         os.kill(json.loads((data / "run" / "stack.json").read_text())["runner_pid"], signal.SIGKILL)
         assert no_process_left(str(data)) == []
         assert stack_cmd(env, "status").returncode == 3  # no stack runs: the state file's runner is gone
-        for url in (
-            prom,
-            pushgateway,
-            env["PARTNER_URL"],
-            env["HISTORY_URL"],
-            f"http://{env['EXPORTER_LISTEN']}",
-        ):
-            assert not port_in_use(*hostport(url)), f"{url} still listening"
+        assert still_listening(env) == []
         # It starts again on the same data (no second backfill), and `down` stops it.
         again = stack_cmd(env, "up", "--background", timeout=400)
         assert again.returncode == 0, again.stdout + again.stderr
@@ -364,12 +362,5 @@ def test_up_bg_restarts_killed_parts_without_losing_data_and_down_leaves_nothing
         stopped = stack_cmd(env, "down")
     assert stopped.returncode == 0 and "homewatt stack stopped" in stopped.stdout, stopped.stderr
     assert stack_cmd(env, "status").returncode == 3
-    for url in (
-        prom,
-        pushgateway,
-        env["PARTNER_URL"],
-        env["HISTORY_URL"],
-        f"http://{env['EXPORTER_LISTEN']}",
-    ):
-        assert not port_in_use(*hostport(url)), f"{url} still listening"
+    assert still_listening(env) == []
     assert no_process_left(str(data)) == []
