@@ -116,9 +116,9 @@ class Simulator:
                 self.lines[s.id] = TicLine(port_path(s.device.port, data))
                 self.next_frame[s.id] = 0.0
 
-    def publish(self, sensor: Sensor, suffix_or_topic: str, payload: dict[str, Any]) -> None:
+    def publish(self, sensor: Sensor, topic: str, payload: dict[str, Any]) -> None:
         assert sensor.device is not None and sensor.device.broker is not None
-        self.clients[sensor.device.broker].publish(suffix_or_topic, json.dumps(payload), qos=1)
+        self.clients[sensor.device.broker].publish(topic, json.dumps(payload), qos=1)
 
     def second(self, t: int) -> None:
         """Everything the devices send during second `t` (the model's power at t, its counter at t)."""
@@ -154,13 +154,12 @@ class Simulator:
 
     def frames(self, now: float) -> None:
         """TIC frames due by `now`: the meter's own cadence, not the second's."""
-        for s in self.sensors:
+        power, energy = self.live.at(int(now))
+        for i, s in enumerate(self.sensors):
             if s.id not in self.lines or now < self.next_frame[s.id]:
                 continue
             assert s.device is not None
             mode = s.device.mode
-            power, energy = self.live.at(int(now))
-            i = self.sensors.index(s)
             w, wh = float(power[i]), int(energy[i] // 3600)
             va = round(w / POWER_FACTOR)
             if mode == tic.HISTORIC:

@@ -27,7 +27,6 @@ import sys
 import threading
 import time
 import urllib.parse
-from pathlib import Path
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -41,7 +40,7 @@ from homewatt.fleet import Fleet, FleetError, load_fleet
 from homewatt.procs import WaitTimeout, die_with_parent, wait_until
 from stack import status
 from stack.services import Stack
-from stack.supervisor import StartError, Supervisor
+from stack.supervisor import StartError, Supervisor, last_lines
 from stack.thanos import COMPACTORS, Thanos, ThanosMissing
 
 log = logging.getLogger("stack")
@@ -271,7 +270,8 @@ def background(settings: Settings, timeout: float = 900.0) -> int:
 
     def up() -> dict[str, object] | None:
         if child.poll() is not None:
-            raise StartError(f"the stack exited with {child.returncode}:\n{_tail(logs / 'stack.log')}")
+            log_end = "\n".join(last_lines(logs / "stack.log", 30))
+            raise StartError(f"the stack exited with {child.returncode}:\n{log_end}")
         state = status.read(settings.data)
         return state if state is not None and state.get("phase") == "up" else None
 
@@ -310,13 +310,6 @@ def down(settings: Settings, timeout: float = 60.0) -> int:
         os.kill(pid, signal.SIGKILL)  # its children die with it (PR_SET_PDEATHSIG)
     print("homewatt stack stopped")
     return 0
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 def main(argv: list[str] | None = None) -> int:

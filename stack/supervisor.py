@@ -74,6 +74,14 @@ class StartError(RuntimeError):
     pass
 
 
+def last_lines(path: Path, lines: int) -> list[str]:
+    """The end of a log file; none if it cannot be read."""
+    try:
+        return path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return []
+
+
 class Supervisor:
     def __init__(self, log_dir: Path, on_event: Callable[[str], None] | None = None):
         self.log_dir = log_dir
@@ -115,8 +123,7 @@ class Supervisor:
                     try:
                         self._spawn(s)
                     except (OSError, StartError) as exc:
-                        s.state, s.last_exit = "running", f"could not start: {exc}"
-                        s.process = None
+                        s.last_exit = f"could not start: {exc}"
                         self._died(s, None, now)
                     else:
                         pid = s.process.pid if s.process else "?"
@@ -125,7 +132,7 @@ class Supervisor:
     def _died(self, s: Service, returncode: int | None, now: float) -> None:
         if returncode is not None:
             s.last_exit, s.last_exit_code = exit_reason(returncode), returncode
-        s.last_words = self.tail(s, 1).splitlines()[0].split("| ", 1)[-1].strip()
+        s.last_words = "".join(last_lines(self.log_path(s), 1)).strip()
         ran = now - s.started_at
         s.deaths.append(now)
         while s.deaths and now - s.deaths[0] > CRASH_WINDOW_S:
@@ -143,12 +150,6 @@ class Supervisor:
         self.on_event(f"{s.name} stopped unexpectedly ({s.last_exit}); restarting in {delay:.0f} s")
 
     def start(self, service: Service) -> None:
-        if service.listen and port_in_use(*service.listen):
-            host, port = service.listen
-            raise StartError(
-                f"{service.name}: {host}:{port} is already in use (another `make up`?). "
-                "Stop it, or choose other ports through the environment (see README)."
-            )
         with self._lock:
             self._spawn(service)
             self.services.append(service)
@@ -157,9 +158,12 @@ class Supervisor:
     def _spawn(self, service: Service) -> None:
         if service.listen and port_in_use(*service.listen):
             host, port = service.listen
-            raise StartError(f"{service.name}: {host}:{port} is in use")
+            raise StartError(
+                f"{service.name}: {host}:{port} is already in use (another `make up`?). "
+                "Stop it, or choose other ports through the environment (see README)."
+            )
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        logfile = open(self.log_dir / f"{service.name}.log", "ab")  # noqa: SIM115 - child keeps it
+        logfile = open(self.log_path(service), "ab")  # noqa: SIM115 - child keeps it
         service.process = subprocess.Popen(
             list(service.argv),
             stdin=subprocess.DEVNULL,
@@ -191,19 +195,15 @@ class Supervisor:
         self.start(service)
         self.wait_ready(service)
 
+    def log_path(self, service: Service) -> Path:
+        return self.log_dir / f"{service.name}.log"
+
     def tail(self, service: Service, lines: int = 20) -> str:
-        path = self.log_dir / f"{service.name}.log"
-        try:
-            text = path.read_text(errors="replace").splitlines()[-lines:]
-        except OSError:
+        path = self.log_path(service)
+        text = last_lines(path, lines)
+        if not text:
             return "(no log)"
         return "\n".join(f"  {service.name}| {line}" for line in text) + f"\n  (full log: {path})"
-
-    def dead(self) -> list[Service]:
-        return [s for s in self.services if s.process is not None and s.process.poll() is not None]
-
-    def given_up(self) -> list[Service]:
-        return [s for s in self.services if s.state == "gave up"]
 
     def stop_one(self, service: Service, grace: float = 10.0) -> None:
         """Stop one service (SIGTERM, then SIGKILL after `grace` s) and forget it."""
