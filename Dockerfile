@@ -23,6 +23,7 @@ COPY exporter/ exporter/
 COPY backfill/ backfill/
 COPY partner_job/ partner_job/
 COPY reference_partner/ reference_partner/
+COPY alertmanager/ alertmanager/
 COPY prometheus/ prometheus/
 COPY rules/ rules/
 COPY thanos/ thanos/

@@ -50,6 +50,7 @@ lint: venv
 	promtool check config prometheus/prometheus.yml
 	promtool check config prometheus/prometheus.compose.yml
 	promtool check rules rules/*.rules.yml
+	amtool check-config alertmanager/alertmanager.yml alertmanager/alertmanager.compose.yml
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 
 typecheck: venv
@@ -58,11 +59,14 @@ typecheck: venv
 rules-test: system-deps
 	promtool test rules rules/tests/*.test.yml
 
-# Every generated file, written anew (tests fail while one is stale):
-# the dashboards' JSON and the Docker stack's Prometheus config.
+# Every generated file, written anew (tests fail while one is stale): the dashboards'
+# JSON, the Docker stack's Prometheus config, the two Alertmanager configs, and the
+# unusual-consumption rule test (made from the load model).
 generate: venv
 	$(PY) grafana/dashboards.py
 	$(PY) -m homewatt.promconfig
+	$(PY) -m alertmanager.config
+	$(PY) rules/generate_tests.py
 
 bench: system-deps venv thanos
 	$(PY) benchmarks/model_speed.py

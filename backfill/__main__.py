@@ -63,6 +63,11 @@ def parser() -> argparse.ArgumentParser:
         help="where to find the live data's start when --end is not given (env PROMETHEUS_URL)",
     )
     p.add_argument(
+        "--pushgateway-url",
+        default=env.get("PUSHGATEWAY_URL"),
+        help="where the progress is pushed for the alerts (env PUSHGATEWAY_URL; default: nowhere)",
+    )
+    p.add_argument(
         "--raw-days",
         type=float,
         default=float(env.get("HOMEWATT_RAW_DAYS", RAW_DAYS)),
@@ -119,6 +124,7 @@ def options(args: argparse.Namespace) -> Options:
         fleet=args.fleet,
         end=args.end,
         prometheus_url=args.prometheus_url,
+        pushgateway_url=args.pushgateway_url or None,
         raw_days=args.raw_days,
         history_days=args.history_days,
         bucket_dir=Path(args.bucket_dir).resolve() if args.bucket_dir else None,

@@ -66,6 +66,7 @@ class Options:
     fleet: str | None = None
     end: int | None = None  # first live second; None: remembered, else asked of Prometheus
     prometheus_url: str = "http://127.0.0.1:9090"
+    pushgateway_url: str | None = None  # where the progress goes (backfill/report.py); None: nowhere
     raw_days: float = RAW_DAYS
     history_days: float = HISTORY_DAYS
     bucket_dir: Path | None = None
@@ -146,6 +147,7 @@ def backfill(opts: Options) -> Summary:
         workers=opts.workers,
         progress=opts.progress,
         labels=labels,
+        pushgateway_url=opts.pushgateway_url,
     )
     if target.per_stream:
         for d in target.dirs():  # upload-blocks wants them, even emptied by hand after an upload

@@ -14,7 +14,7 @@ import multiprocessing
 import shlex
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from tqdm import tqdm
 from backfill import generate
 from backfill.ingest import Ingester, Journal, Target
 from backfill.plan import HISTORY_BLOCK, RAW_BLOCK, Chunk, Plan
+from backfill.report import Progress
 from homewatt import loadmodel, promapi
 from homewatt.contract import DAY, MINUTE, POWER, QUARTER_HOUR, READING15M
 from homewatt.fleet import Sensor
@@ -130,8 +131,15 @@ class _Writer:
     """Hands generated chunks to promtool workers: at most `workers + 1` chunk texts
     exist at once (so memory and disk stay bounded), and counts what they wrote."""
 
-    def __init__(self, ingester: Ingester, pool: cf.ThreadPoolExecutor, workers: int, bar: tqdm) -> None:
-        self.ingester, self.pool, self.bar = ingester, pool, bar
+    def __init__(
+        self,
+        ingester: Ingester,
+        pool: cf.ThreadPoolExecutor,
+        workers: int,
+        bar: tqdm,
+        on_chunk: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.ingester, self.pool, self.bar, self.on_chunk = ingester, pool, bar, on_chunk
         self.slots = threading.BoundedSemaphore(workers + 1)
         self.lock = threading.Lock()
         self.jobs: list[cf.Future[None]] = []
@@ -152,6 +160,7 @@ class _Writer:
             self.written += 1
             self.samples += n
             self.bar.update(n)
+        self.on_chunk()
 
     def finish(self) -> None:
         for job in self.jobs:
@@ -221,9 +230,11 @@ def run(
     workers: int = 2,
     progress: bool = True,
     labels: dict[str, dict[str, str]] | None = None,
+    pushgateway_url: str | None = None,
 ) -> Summary:
     """Write the plan's missing chunks into `target`; `labels` are each stream's
-    external labels, written into every block's meta.json for Thanos."""
+    external labels, written into every block's meta.json for Thanos; the progress
+    goes to `pushgateway_url` (backfill/report.py) when given."""
     start_time = time.monotonic()
     sensors = tuple(sensors)
     journal = Journal.load(work / "state.json")
@@ -234,6 +245,13 @@ def run(
     if recovered:
         log.info("finished moving %d chunk(s) an interrupted run had written", len(recovered))
     todo = [c for c in plan.chunks if c.id not in journal.done]
+    planned = {c.id for c in plan.chunks}
+    progress_report = Progress(pushgateway_url, len(planned))
+
+    def report(force: bool = False) -> None:
+        progress_report(len(planned.intersection(list(journal.done))), force)
+
+    report(force=True)
     bar = tqdm(
         total=sum(expected_samples(len(sensors), c, plan) for c in todo),
         unit="sample",
@@ -252,13 +270,14 @@ def run(
             workers, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent
         ) as procs,
     ):
-        writer = _Writer(ingester, pool, workers, bar)
+        writer = _Writer(ingester, pool, workers, bar, report)
         sums = _history_sums(procs, sensors, plan) if history_todo else []
         _write_raw(writer, sensors, plan, raw_todo, ledger, raw_start_counter)
         if history_todo:
             _write_history(writer, sensors, plan, history_todo, sums, raw_start_counter)
         writer.finish()
     bar.close()
+    report(force=True)
     done = journal.done.values()
     return Summary(
         sensors=len(sensors),

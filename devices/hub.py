@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -12,7 +13,7 @@ from devices.mqtt import MqttSource
 from devices.reading import REASONS
 from devices.state import DeviceState
 from devices.ticport import TicPort
-from homewatt.fleet import Sensor
+from homewatt.fleet import Device, Sensor
 
 NAN = float("nan")
 
@@ -20,6 +21,14 @@ NAN = float("nan")
 def port_path(port: str, data: Path) -> Path:
     """A relative TIC port is under the data directory, where the simulator links its pty."""
     return Path(port) if Path(port).is_absolute() else data / port
+
+
+def source_name(device: Device) -> str:
+    """The `source` label: the broker without its credentials, or the port as the fleet names it."""
+    if device.is_mqtt:
+        url = urlsplit(device.broker or "")
+        return f"mqtt://{url.hostname or '127.0.0.1'}:{url.port or 1883}"
+    return f"tic:{device.port}"
 
 
 class Devices:
@@ -36,9 +45,13 @@ class Devices:
                 by_broker.setdefault(device.broker, []).append((sensor, state))
             else:
                 assert device.port is not None
-                self.ports.append(TicPort(port_path(device.port, data), device.mode, state))
+                path = port_path(device.port, data)
+                self.ports.append(TicPort(path, device.mode, state, name=source_name(device)))
         self.brokers = [MqttSource(url, sensors) for url, sensors in by_broker.items()]
         self.sources: list[MqttSource | TicPort] = [*self.brokers, *self.ports]
+        # Which source feeds each device sensor: its alerts carry it, so that one broker
+        # or port going away is one alert (HomewattDeviceSourceDown), not one per home.
+        self.info = [(st.sensor_id, st.device.format, source_name(st.device)) for st in self.states]
 
     def __len__(self) -> int:
         return len(self.sensors)
@@ -54,7 +67,7 @@ class Devices:
     def snapshot(self, now: float | None = None) -> dict[str, np.ndarray]:
         """Per device sensor: power, apparent power, energy (J), last seen; NaN = leave the line out.
 
-        `rejected` is a (sensors x REASONS) count matrix.
+        `rejected` is a (sensors x REASONS) count matrix; `source_up` is per source (`sources`).
         """
         now = self.clock() if now is None else now
         values = [state.values(now) for state in self.states]
@@ -69,6 +82,7 @@ class Devices:
             "apparent": column("apparent_va"),
             "energy": column("energy_j"),
             "last_seen": column("last_seen"),
+            "source_up": np.array([float(s.up) for s in self.sources]),
             "rejected": np.array(
                 [[s.rejected[r] for r in REASONS] for s in self.states], dtype=np.int64
             ).reshape(len(self.states), len(REASONS)),

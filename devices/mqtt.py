@@ -67,6 +67,12 @@ class MqttSource:
                 self.subscriptions.append(topic)
                 self.client.message_callback_add(topic, self._handler(parse, state))
         self._down = False
+        self.up = False  # connected and subscribed: homewatt_device_source_up
+
+    @property
+    def name(self) -> str:
+        """The `source` label (devices.hub.source_name): the broker without its credentials."""
+        return f"mqtt://{self.host}:{self.port}"
 
     @staticmethod
     def _handler(parse: Parse, state: DeviceState) -> Callable[[paho.Client, object, paho.MQTTMessage], None]:
@@ -98,6 +104,7 @@ class MqttSource:
                 "MQTT broker %s:%d: subscribed to %s", self.host, self.port, ", ".join(self.subscriptions)
             )
         self._down = False
+        self.up = True
 
     def _on_disconnect(
         self, client: paho.Client, userdata: object, flags: object, reason: object, props: object
@@ -105,6 +112,7 @@ class MqttSource:
         self._lost(str(reason))
 
     def _lost(self, why: str) -> None:
+        self.up = False
         if not self._down:
             log.warning(
                 "MQTT broker %s:%d lost (%s); reconnecting with backoff up to 60 s", self.host, self.port, why

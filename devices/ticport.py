@@ -25,11 +25,13 @@ BACKOFF_MAX_S = 30.0
 
 
 class TicPort:
-    def __init__(self, path: str | Path, mode: str, state: DeviceState):
+    def __init__(self, path: str | Path, mode: str, state: DeviceState, name: str | None = None):
         self.path = str(path)
+        self.name = name or f"tic:{self.path}"  # the source label
         self.mode = mode
         self.state = state
         self._stop = threading.Event()
+        self.up = False  # the port is open: homewatt_device_source_up
         self._thread = threading.Thread(target=self._run, name=f"tic {self.path}", daemon=True)
 
     def start(self) -> None:
@@ -75,6 +77,7 @@ class TicPort:
                 " again" if lost else "",
             )
             delay, lost = 1.0, False
+            self.up = True
             try:
                 self._read(port)
             except (serial.SerialException, OSError) as exc:
@@ -87,6 +90,7 @@ class TicPort:
                 )
                 lost = True
             finally:
+                self.up = False
                 port.close()
 
     def _read(self, port: serial.Serial) -> None:

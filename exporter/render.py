@@ -16,12 +16,16 @@ import numpy as np
 from devices.reading import REASONS
 from homewatt.contract import (
     APPARENT_POWER,
+    DEVICE_INFO,
     DEVICE_LAST_SEEN,
     DEVICE_REJECTED,
+    DEVICE_SOURCE_UP,
     ENERGY,
+    FORMAT,
     POWER,
     REASON,
     SENSOR,
+    SOURCE,
     Metric,
 )
 
@@ -46,9 +50,23 @@ class FleetRenderer:
     Wh with decimals), the model's are integers and keep their integer text.
     """
 
-    def __init__(self, sensor_ids: Sequence[str], device_ids: Sequence[str] = ()):
+    def __init__(
+        self,
+        sensor_ids: Sequence[str],
+        device_ids: Sequence[str] = (),
+        device_info: Sequence[tuple[str, str, str]] = (),
+        source_names: Sequence[str] = (),
+    ):
+        """`device_info`: (sensor, format, source) per device; `source_names`: the sources in
+        the order of the snapshot's `source_up`."""
         self.ids = list(sensor_ids)
         self.device_ids = list(device_ids)
+        self._info = _header(DEVICE_INFO) + "".join(
+            f'{DEVICE_INFO.name}{{{SENSOR}="{_escape(s)}",{FORMAT}="{_escape(f)}",'
+            f'{SOURCE}="{_escape(src)}"}} 1\n'
+            for s, f, src in device_info
+        )
+        self._source_prefix = [f'{DEVICE_SOURCE_UP.name}{{{SOURCE}="{_escape(s)}"}} ' for s in source_names]
         self.skipped = 0  # samples left out by the last render
         self._prefix = {m.name: _prefixes(m.name, self.ids) for m in (POWER, ENERGY)}
         self._device_prefix = {
@@ -99,4 +117,7 @@ class FleetRenderer:
                 parts.append(self._lines(self._device_prefix[metric.name], devices[key], count_skips=False))
             parts.append(_header(DEVICE_REJECTED))
             parts.append(self._lines(self._rejected_prefix, devices["rejected"].ravel(), count_skips=False))
+            parts.append(self._info)
+            parts.append(_header(DEVICE_SOURCE_UP))
+            parts.append(self._lines(self._source_prefix, devices["source_up"], count_skips=False))
         return "".join(parts)

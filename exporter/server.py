@@ -36,7 +36,12 @@ class MetricsApp:
         self.live = live
         self.devices = devices
         device_ids = [s.id for s in devices.sensors] if devices else []
-        self.renderer = FleetRenderer([s.id for s in live.sensors], device_ids)
+        self.renderer = FleetRenderer(
+            [s.id for s in live.sensors],
+            device_ids,
+            devices.info if devices else (),
+            [s.name for s in devices.sources] if devices else (),
+        )
         self.clock = clock
         SENSORS.set(len(live.sensors) + len(device_ids))
 

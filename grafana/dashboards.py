@@ -30,16 +30,31 @@ from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as dm
+from grafana_foundation_sdk.models import prometheus as pm
 
 from homewatt.contract import (
+    APPARENT_POWER,
     AVG15M,
+    BACKFILL_DONE,
+    BACKFILL_JOB,
+    BACKFILL_PLANNED,
+    BUCKET_BLOCKS,
+    BUCKET_BYTES,
+    DEVICE_REJECTED,
+    DEVICE_SOURCE_UP,
     ENERGY,
+    EXPORTER_JOB,
     INC15M,
+    LAST_RUN,
+    LAST_RUN_WINDOW_END,
+    OUTBOX_PENDING,
+    OUTBOX_REJECTED,
     PARTNER_LAST_SUCCESS,
     PARTNER_WINDOW_END,
     PARTNER_WINDOW_START,
     POWER,
     READING15M,
+    SILENT,
     USAGE_ENERGY,
     USAGE_SHARE,
     Metric,
@@ -335,7 +350,200 @@ def usage() -> db.Dashboard:
     )
 
 
-DASHBOARDS = {"live.json": live, "history.json": history, "usage.json": usage}
+def fleet_health() -> db.Dashboard:
+    """The operator's view: is every home reporting, did last night's export land, is the
+    history complete, is Thanos keeping up, what fires now.  Every query is run against a
+    real stack by tests/test_alerts_e2e.py."""
+    reporting = f"({POWER.name} or {APPARENT_POWER.name})"
+    success = PARTNER_LAST_SUCCESS.name
+    backfill_push = f'push_time_seconds{{job="{BACKFILL_JOB}"}}'
+
+    def per_sensor_or_zero(metric: Metric) -> str:
+        """0 for every sensor with a breakdown and nothing counted: a table row, not a gap."""
+        return f"{metric.name} or on (sensor) 0 * {success}"
+
+    def series(title: str, unit: str, *targets: tuple[str, str], w: int = 8) -> timeseries.Panel:
+        p = timeseries.Panel().title(title).datasource(LIVE_DS).unit(unit).height(7).span(w)
+        for expr, legend in targets:
+            p = p.with_target(query(expr, legend))
+        return p
+
+    def instant_table(
+        title: str, ds: common.DataSourceRef, *exprs: str, none: str, w: int = 12
+    ) -> table.Panel:
+        p = table.Panel().title(title).datasource(ds).no_value(none).height(7).span(w)
+        for expr in exprs:
+            p = p.with_target(query(expr, instant=True).format(pm.PromQueryFormat.TABLE))
+        if len(exprs) > 1:  # one row per sensor, a column per query
+            p = p.with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
+        return p
+
+    return (
+        db.Dashboard("homewatt — Fleet health")
+        .uid("homewatt-fleet-health")
+        .tags(["homewatt"])
+        .timezone(TZ)
+        .time("now-6h", "now")
+        .refresh("30s")
+        # The live path
+        .with_panel(
+            stat_panel(LIVE_DS, "Sensors reporting now", f"count(group by (sensor) {reporting})", "none", 0)
+        )
+        .with_panel(stat_panel(LIVE_DS, "Silent sensors", f"count({SILENT.name}) or vector(0)", "none", 0))
+        .with_panel(
+            stat_panel(
+                LIVE_DS,
+                "Live lag",
+                f"time() - max(timestamp({POWER.name}))",
+                "s",
+                1,
+            ).description("Age of the newest power sample in Prometheus: about 1 s when all is well.")
+        )
+        .with_panel(
+            stat_panel(LIVE_DS, "Alerts firing", 'count(ALERTS{alertstate="firing"}) or vector(0)', "none", 0)
+        )
+        .with_panel(
+            stat_panel(
+                LIVE_DS, "Payloads pending", f"sum({OUTBOX_PENDING.name}) or vector(0)", "none", 0
+            ).description("Nightly payloads in the outbox, not landed yet (retried every 5 minutes).")
+        )
+        .with_panel(
+            stat_panel(LIVE_DS, "Payloads refused", f"sum({OUTBOX_REJECTED.name}) or vector(0)", "none", 0)
+        )
+        .with_panel(
+            instant_table(
+                "Silent sensors: seconds since their last reading",
+                LIVE_DS,
+                SILENT.name,
+                none="None: every sensor reports.",
+                w=12,
+            )
+        )
+        .with_panel(
+            instant_table(
+                "Device sources (1 = connected)",
+                LIVE_DS,
+                DEVICE_SOURCE_UP.name,
+                none="No real devices in this fleet.",
+                w=12,
+            )
+        )
+        .with_panel(series("Live lag (s)", "s", (f"time() - max(timestamp({POWER.name}))", "lag")))
+        .with_panel(
+            series(
+                "Exporter scrape duration (s)",
+                "s",
+                (f'scrape_duration_seconds{{job="{EXPORTER_JOB}"}}', "scrape"),
+            )
+        )
+        .with_panel(
+            series(
+                "Samples ingested per second",
+                "short",
+                ('rate(prometheus_tsdb_head_samples_appended_total{job="prometheus"}[1m])', "Prometheus"),
+            )
+        )
+        .with_panel(
+            series(
+                "Device readings rejected per minute",
+                "short",
+                (f"sum by (sensor) (rate({DEVICE_REJECTED.name}[5m])) * 60", "{{sensor}}"),
+                w=12,
+            )
+        )
+        # The nightly export
+        .with_panel(
+            stat_panel(LIVE_DS, "Last nightly run", f"{LAST_RUN.name} * 1000", "dateTimeFromNow", 0, w=6)
+        )
+        .with_panel(
+            stat_panel(
+                LIVE_DS, "Its window ended", f"{LAST_RUN_WINDOW_END.name} * 1000", "dateTimeAsLocal", 0, w=6
+            )
+        )
+        .with_panel(
+            instant_table(
+                "Each sensor: seconds since its breakdown landed, payloads pending, refused",
+                LIVE_DS,
+                f"time() - {success}",
+                per_sensor_or_zero(OUTBOX_PENDING),
+                per_sensor_or_zero(OUTBOX_REJECTED),
+                none="No breakdown has landed yet.",
+                w=24,
+            )
+        )
+        # The history
+        .with_panel(
+            stat_panel(
+                LIVE_DS,
+                "Backfill chunks written",
+                f"{BACKFILL_DONE.name} / {BACKFILL_PLANNED.name}",
+                "percentunit",
+                1,
+                w=6,
+            )
+        )
+        .with_panel(
+            stat_panel(
+                LIVE_DS,
+                "Backfill chunks missing",
+                f"{BACKFILL_PLANNED.name} - {BACKFILL_DONE.name}",
+                "none",
+                0,
+                w=6,
+            )
+        )
+        .with_panel(
+            stat_panel(
+                LIVE_DS, "Backfill last progress", f"{backfill_push} * 1000", "dateTimeFromNow", 0, w=6
+            )
+        )
+        .with_panel(
+            stat_panel(
+                LIVE_DS, "Compactors halted", "sum(thanos_compact_halted) or vector(0)", "none", 0, w=6
+            )
+        )
+        # Thanos
+        .with_panel(
+            series(
+                "Compactor backlog: compactions and blocks to downsample",
+                "short",
+                ("thanos_compact_todo_compactions", "compactions {{instance}}"),
+                ("thanos_compact_todo_downsample_blocks", "to downsample {{instance}}"),
+            )
+        )
+        .with_panel(
+            series(
+                "Compactor iterations per hour",
+                "short",
+                ("increase(thanos_compact_iterations_total[1h])", "{{instance}}"),
+            )
+        )
+        .with_panel(
+            series(
+                "Bucket size by stream and resolution",
+                "bytes",
+                (BUCKET_BYTES.name, "{{stream}} {{resolution}}"),
+                (f"sum({BUCKET_BLOCKS.name})", "blocks"),
+            )
+        )
+        .with_panel(
+            instant_table(
+                "Alerts firing now (Prometheus and the Thanos Ruler)",
+                HISTORY_DS,
+                'ALERTS{alertstate="firing"}',
+                none="No alert fires.",
+                w=24,
+            )
+        )
+    )
+
+
+DASHBOARDS = {
+    "live.json": live,
+    "history.json": history,
+    "usage.json": usage,
+    "fleet-health.json": fleet_health,
+}
 
 
 def render(builder: db.Dashboard) -> str:

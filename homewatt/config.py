@@ -29,6 +29,8 @@ class Settings:
     grafana_url: str
     history_url: str  # where history is read: Thanos Query (natively, 127.0.0.1:10902)
     thanos_port_base: int  # the other Thanos components listen on the ports just above it
+    alertmanager_url: str  # where Prometheus and the Thanos Ruler send alerts
+    receiver_listen: str  # the project's webhook receiver: Alertmanager's notifications land there
     data: Path
     fleet: str | None
     raw_days: float  # the backfill: days at 1 s before the live start
@@ -46,6 +48,8 @@ class Settings:
             grafana_url=env.get("GRAFANA_URL", "http://127.0.0.1:3000").rstrip("/"),
             history_url=env.get("HISTORY_URL", "http://127.0.0.1:10902").rstrip("/"),
             thanos_port_base=int(env.get("HOMEWATT_THANOS_PORT_BASE", "10903")),
+            alertmanager_url=env.get("ALERTMANAGER_URL", "http://127.0.0.1:9093").rstrip("/"),
+            receiver_listen=env.get("HOMEWATT_RECEIVER_LISTEN", "127.0.0.1:9095"),
             data=Path(env.get("HOMEWATT_DATA", "./data")).resolve(),
             fleet=env.get("HOMEWATT_FLEET") or None,
             raw_days=float(env.get("HOMEWATT_RAW_DAYS", RAW_DAYS)),

@@ -28,6 +28,10 @@ SENSOR = "sensor"
 USAGE = "usage"
 REASON = "reason"
 COMPONENT = "component"
+RESOLUTION = "resolution"  # of a Thanos block: raw, 5m or 1h
+STREAM = "stream"  # a block stream as a metric's label (STREAM_LABEL is Query's replica label)
+SOURCE = "source"  # where a device's readings come from: mqtt://host:port or tic:<port>
+FORMAT = "format"
 
 # The exporter's scrape job.  prometheus.yml pins `instance` to the job name so
 # that the backfilled history (written with these labels) and the live series
@@ -77,6 +81,18 @@ DEVICE_REJECTED = Metric(
     "Device readings dropped as bad, by reason.",
     (SENSOR, REASON),
 )
+DEVICE_SOURCE_UP = Metric(
+    "homewatt_device_source_up",
+    "gauge",
+    "1 while the exporter is connected to this MQTT broker or has this TIC port open.",
+    (SOURCE,),
+)
+DEVICE_INFO = Metric(
+    "homewatt_device_info",
+    "gauge",
+    "Always 1: which protocol and source feed this device sensor (join on sensor).",
+    (SENSOR, FORMAT, SOURCE),
+)
 
 # The native stack's runner (stack/status.py): one series per part of the stack.
 COMPONENT_RESTARTS = Metric(
@@ -97,6 +113,19 @@ COMPONENT_LAST_EXIT = Metric(
     "How this part last ended: its exit status, or minus the signal that killed it (-9: SIGKILL).",
     (COMPONENT,),
 )
+# The native stack's filesystem bucket (stack/bucket.py), served by the runner.
+BUCKET_BYTES = Metric(
+    "homewatt_bucket_bytes",
+    "gauge",
+    "Bytes of the bucket's blocks (not marked for deletion), per block stream and resolution.",
+    (STREAM, RESOLUTION),
+)
+BUCKET_BLOCKS = Metric(
+    "homewatt_bucket_blocks",
+    "gauge",
+    "Blocks in the bucket (not marked for deletion), per block stream and resolution.",
+    (STREAM, RESOLUTION),
+)
 
 # Recording rules (rules/*.rules.yml), named level:metric:operations; gauges, by sensor.
 _RULES = {
@@ -109,7 +138,13 @@ _RULES = {
     ),
 }
 AVG1M, INC1M, AVG15M, INC15M, READING15M = (Metric(name, "gauge", text) for name, text in _RULES.items())
-RECORDED = (AVG1M, INC1M, AVG15M, INC15M, READING15M)
+# For HomewattSensorSilent (rules/homewatt-alerts.rules.yml): only silent sensors have it.
+SILENT = Metric(
+    "sensor:elec_power_watts:silent_seconds",
+    "gauge",
+    "Seconds since a silent sensor's last power sample, while the other sensors report.",
+)
+RECORDED = (AVG1M, INC1M, AVG15M, INC15M, READING15M, SILENT)
 
 # Pushed by the nightly job (grouping key: sensor).
 USAGE_SHARE = Metric(
@@ -127,15 +162,60 @@ PARTNER_WINDOW_END = Metric(
 )
 PUSHED = (USAGE_SHARE, USAGE_ENERGY, PARTNER_WINDOW_START, PARTNER_WINDOW_END, PARTNER_LAST_SUCCESS)
 
+# The outbox's state, pushed by every run and retry under its own Pushgateway group
+# (job=OUTBOX_JOB): read from the outbox directory, so it is right whoever ran last.
+OUTBOX_JOB = "partner_job_outbox"
+OUTBOX_PENDING = Metric(
+    "partner_job_outbox_pending_payloads", "gauge", "Payloads written but not yet landed, per sensor."
+)
+OUTBOX_OLDEST = Metric(
+    "partner_job_outbox_oldest_pending_timestamp_seconds",
+    "gauge",
+    "When this sensor's oldest pending payload was first written.",
+)
+OUTBOX_REJECTED = Metric(
+    "partner_job_rejected_payloads",
+    "gauge",
+    "Payloads the partner refused for good, kept in outbox/rejected/ until someone acts.",
+)
+LAST_RUN = Metric(
+    "partner_job_last_run_timestamp_seconds", "gauge", "When the last nightly run wrote its payloads.", ()
+)
+LAST_RUN_WINDOW_END = Metric(
+    "partner_job_last_run_window_end_timestamp_seconds",
+    "gauge",
+    "The midnight that ended the last nightly run's window.",
+    (),
+)
+OUTBOX = (OUTBOX_PENDING, OUTBOX_OLDEST, OUTBOX_REJECTED, LAST_RUN, LAST_RUN_WINDOW_END)
+
+# The backfill's progress, pushed at its start, after every chunk and at its end
+# (job=BACKFILL_JOB): a backfill killed halfway leaves done < planned behind.
+BACKFILL_JOB = "homewatt_backfill"
+BACKFILL_PLANNED = Metric(
+    "homewatt_backfill_chunks_planned",
+    "gauge",
+    "Chunks (a day of 1 s data, or a span of quarter-hours) the plan holds.",
+    (),
+)
+BACKFILL_DONE = Metric("homewatt_backfill_chunks_done", "gauge", "Chunks the journal records as written.", ())
+BACKFILL = (BACKFILL_PLANNED, BACKFILL_DONE)
+
 ALL = (
     POWER,
     ENERGY,
     APPARENT_POWER,
     DEVICE_LAST_SEEN,
     DEVICE_REJECTED,
+    DEVICE_SOURCE_UP,
+    DEVICE_INFO,
     COMPONENT_RESTARTS,
     COMPONENT_UP,
     COMPONENT_LAST_EXIT,
+    BUCKET_BYTES,
+    BUCKET_BLOCKS,
     *RECORDED,
     *PUSHED,
+    *OUTBOX,
+    *BACKFILL,
 )

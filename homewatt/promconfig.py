@@ -14,6 +14,7 @@ series land in the quarter block stream (homewatt/streams.py).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,25 +29,50 @@ TARGET_JOBS = {
     "pushgateway": "pushgateway",
     "prometheus": "prometheus",
     "homewatt-stack": "stack",
+    "alertmanager": "alertmanager",
+    "thanos-sidecar": "thanos-sidecar",
+    "thanos-store": "thanos-store",
+    "thanos-query": "thanos-query",
+    "thanos-rule": "thanos-rule",
+    "thanos-compact": "thanos-compact",
 }
 # Jobs of the native stack only: in Docker, compose restarts the parts and there is no runner.
 NATIVE_ONLY = {"homewatt-stack"}
 # docker-compose.yml's service names and ports.
-COMPOSE_ADDRESSES = {
+COMPOSE_ADDRESSES: dict[str, str | list[str]] = {
     "exporter": "exporter:9105",
     "pushgateway": "pushgateway:9091",
     "prometheus": "localhost:9090",
+    "alertmanager": "alertmanager:9093",
+    "thanos-sidecar": "thanos-sidecar:10902",
+    "thanos-store": "thanos-store:10902",
+    "thanos-query": "thanos-query:10902",
+    "thanos-rule": "thanos-ruler:10902",
+    "thanos-compact": ["thanos-compact-raw:10902", "thanos-compact-quarter:10902"],
 }
 # Which rule files run where when Thanos runs (`make up`, the Docker stack; paths
 # relative to prometheus/): Prometheus the 1m group, the Ruler the rest.
-PROMETHEUS_RULES = ["../rules/homewatt-1m.rules.yml"]
-RULER_RULES = ["../rules/homewatt-15m.rules.yml"]
+# The alerts that need weeks of history run in the Ruler too (Prometheus keeps three days).
+PROMETHEUS_RULES = [
+    "../rules/homewatt-1m.rules.yml",
+    "../rules/homewatt-alerts.rules.yml",
+    "../rules/thanos-alerts.rules.yml",
+]
+RULER_RULES = ["../rules/homewatt-15m.rules.yml", "../rules/homewatt-usage-alerts.rules.yml"]
+
+
+Addresses = Mapping[str, "str | list[str]"]
+
+
+def _targets(address: str | list[str]) -> list[str]:
+    return [address] if isinstance(address, str) else list(address)
 
 
 def render(
-    addresses: dict[str, str], source: Path = SOURCE, rule_files: list[str] | None = None
+    addresses: Addresses, source: Path = SOURCE, rule_files: list[str] | None = None
 ) -> dict[str, Any]:
-    """The config with each job's target replaced by `addresses[role]` (host:port).
+    """The config with each job's targets replaced by `addresses[role]` (host:port, or a
+    list of them), and the Alertmanager's by `addresses["alertmanager"]`.
 
     Rule-file globs become absolute, so the result can be written anywhere;
     `rule_files` (relative to prometheus/) replaces the file's own list.
@@ -58,12 +84,15 @@ def render(
         role = TARGET_JOBS.get(job["job_name"])
         if role is None or role not in addresses:
             continue
-        job["static_configs"] = [{"targets": [addresses[role]]}]
+        job["static_configs"] = [{"targets": _targets(addresses[role])}]
+    if "alertmanager" in addresses:
+        for am in doc["alerting"]["alertmanagers"]:
+            am["static_configs"] = [{"targets": _targets(addresses["alertmanager"])}]
     return doc
 
 
 def write(
-    path: Path, addresses: dict[str, str], source: Path = SOURCE, rule_files: list[str] | None = None
+    path: Path, addresses: Addresses, source: Path = SOURCE, rule_files: list[str] | None = None
 ) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     header = f"# Generated from {source} by homewatt.promconfig: edit that file, not this one.\n"

@@ -3,6 +3,8 @@
 run --at ISO8601          run the window ending at that local midnight, now
 next --after ISO8601 -n N print the next N fire times (ISO 8601 with offset)
 deliver                   retry what the outbox still holds
+outbox                    list what is pending and what the partner refused
+requeue KEY [KEY ...]     send refused payloads again (after fixing the cause)
 schedule                  run forever: every local midnight, catch-up once, retry the outbox
 """
 
@@ -49,6 +51,9 @@ def parser() -> argparse.ArgumentParser:
     n.add_argument("--after", type=_when, required=True)
     n.add_argument("--count", "-n", type=int, default=1)
     sub.add_parser("deliver", help="retry the outbox now")
+    sub.add_parser("outbox", help="list pending and rejected payloads")
+    rq = sub.add_parser("requeue", help="move rejected payloads back to pending")
+    rq.add_argument("keys", nargs="+", metavar="KEY", help="an Idempotency-Key, e.g. s-001:2026-11-30")
     s = sub.add_parser("schedule", help="run at every local midnight until stopped")
     s.add_argument(
         "--retry-every", type=float, default=300.0, help="seconds between outbox retries (default 300)"
@@ -70,6 +75,18 @@ def _report(settings: Settings, stats: job.Stats, what: str) -> None:
     print(f"  breakdowns: {settings.prometheus_url}/graph?{q}   outbox: {settings.data / 'outbox'}")
 
 
+def show_outbox(outbox: Outbox) -> int:
+    pending, rejected = outbox.pending(), outbox.rejected()
+    print(f"{len(pending)} pending in {outbox.pending_dir}:")
+    for e in pending:
+        written = dt.datetime.fromtimestamp(e.created, dt.UTC).isoformat() if e.created else "?"
+        print(f"  {e.key}  written {written}, {e.attempts} attempts, last error: {e.last_error or '-'}")
+    print(f"{len(rejected)} rejected in {outbox.rejected_dir} (requeue KEY sends one again):")
+    for r in rejected:
+        print(f"  {r['key']}  HTTP {r['status']}: {r['problem']}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s partner_job %(levelname)s %(message)s")
@@ -83,6 +100,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "next":
         for t in itertools.islice(fire_times(args.after, tz), args.count):
             print(t.isoformat())
+        return 0
+    outbox = Outbox(settings.data / "outbox")
+    if args.cmd == "outbox":
+        return show_outbox(outbox)
+    if args.cmd == "requeue":
+        for key in args.keys:
+            try:
+                entry = outbox.requeue(key)
+            except KeyError as exc:
+                print(f"partner_job: {exc.args[0]}", file=sys.stderr)
+                return 2
+            print(f"{entry.key}: back in {outbox.pending_dir}; the next retry sends it")
+        job.report_outbox(settings, outbox)
         return 0
     sensors = fleet.ids()
     try:
@@ -101,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         _report(settings, stats, f"window ending {args.at.isoformat()}")
         return 0 if not stats.failed and not stats.rejected else 1
     if args.cmd == "deliver":
-        stats = job.deliver(settings, client, Outbox(settings.data / "outbox"), progress)
+        stats = job.deliver(settings, client, outbox, progress)
         _report(settings, stats, "outbox")
         return 0 if not stats.failed and not stats.rejected else 1
 
@@ -113,9 +143,10 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     def deliver() -> None:
-        outbox = Outbox(settings.data / "outbox")
         if outbox.pending():
             _report(settings, job.deliver(settings, client, outbox, progress), "outbox retry")
+        else:
+            job.report_outbox(settings, outbox)  # a requeued or deleted payload stops counting
 
     sched = Scheduler(
         State(settings.data / "partner_job" / "state.json"),

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import datetime as dt
+import json
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -20,7 +22,7 @@ from homewatt.window import TZ, Window
 from partner_job import fetch
 from partner_job.client import Outcome, PartnerClient
 from partner_job.outbox import Entry, Outbox
-from partner_job.push import push_breakdown, window_joules
+from partner_job.push import push_breakdown, push_outbox, window_joules
 
 log = logging.getLogger(__name__)
 
@@ -64,22 +66,42 @@ def prepare(settings: Settings, sensors: list[str], window: Window, outbox: Outb
             stats.problems.append(f"{sensor}: cannot read the history at {settings.history_url}: {exc}")
             log.error("%s: cannot read the history at %s: %s", sensor, settings.history_url, exc)
             continue
+        key = f"{sensor}:{window.end_date}"
         entry = Entry(
-            key=f"{sensor}:{window.end_date}",
+            key=key,
             sensor=sensor,
             window_start=window.start_ts,
             window_end=window.end_ts,
             payload=payload(sensor, window, fetch.minute_wh(readings)),
+            created=outbox.created(key) or time.time(),  # a rerun keeps the backlog's clock
         )
         outbox.put(entry)
         stats.sensors += 1
     return stats
 
 
+def last_run_path(settings: Settings) -> Path:
+    return settings.data / "partner_job" / "last_run.json"
+
+
+def report_outbox(settings: Settings, outbox: Outbox) -> str | None:
+    """Push the outbox's state for the alerts and the Fleet health dashboard; the problem, if any.
+
+    A Pushgateway that is down costs only this report (the next run or retry pushes
+    again); it never fails a delivery.
+    """
+    try:
+        push_outbox(settings.pushgateway_url, outbox, last_run_path(settings))
+    except Exception as exc:
+        log.warning("cannot push the outbox state to %s: %s", settings.pushgateway_url, exc)
+        return f"outbox state not pushed to {settings.pushgateway_url}: {exc}"
+    return None
+
+
 def deliver(
     settings: Settings, client: PartnerClient, outbox: Outbox, progress: bool = False, workers: int = 4
 ) -> Stats:
-    """Send every pending entry; push each breakdown; remove what landed."""
+    """Send every pending entry; push each breakdown; remove what landed; report the outbox."""
     stats = Stats()
     entries = outbox.pending()
 
@@ -129,6 +151,9 @@ def deliver(
                 stats.problems.append(f"{entry.key}: {out.detail} (kept, will retry)")
                 log.warning("%s not delivered after %d attempts: %s", entry.key, out.attempts, out.detail)
         bar.close()
+    problem = report_outbox(settings, outbox)
+    if problem:
+        stats.problems.append(problem)
     return stats
 
 
@@ -145,7 +170,10 @@ def run(
     window = Window.ending(at, tz)
     outbox = Outbox(settings.data / "outbox")
     prepared = prepare(settings, sensors, window, outbox, progress)
-    sent = deliver(settings, client, outbox, progress)
+    path = last_run_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"finished": time.time(), "window_end": window.end_ts}))
+    sent = deliver(settings, client, outbox, progress)  # pushes the outbox state, this run included
     sent.sensors = prepared.sensors
     sent.problems = prepared.problems + sent.problems
     sent.seconds = time.monotonic() - start

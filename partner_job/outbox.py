@@ -2,7 +2,9 @@
 once its breakdown is pushed, so a partner outage or a restart loses nothing.
 
 pending/   what still has to land (retried by every run and by the scheduler)
-rejected/  what the partner refused for good (4xx other than 429), with its answer
+rejected/  what the partner refused for good (4xx other than 429), with its answer;
+           it stays there, and HomewattPartnerRejected fires, until someone requeues
+           it (`python -m partner_job requeue KEY`) or deletes it
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class Entry:
     payload: dict[str, Any]
     attempts: int = 0
     last_error: str = ""
+    created: float = 0.0  # when first written: the backlog alert's clock (0: written before it existed)
 
     @property
     def filename(self) -> str:
@@ -67,6 +70,14 @@ class Outbox:
     def has(self, key: str) -> bool:
         return (self.pending_dir / (key.replace(":", "_") + ".json.gz")).exists()
 
+    def created(self, key: str) -> float:
+        """When the pending payload of `key` was first written; 0 if none is pending."""
+        path = self.pending_dir / (key.replace(":", "_") + ".json.gz")
+        try:
+            return Entry.load(path).created
+        except (OSError, ValueError):
+            return 0.0
+
     def done(self, entry: Entry) -> None:
         (self.pending_dir / entry.filename).unlink(missing_ok=True)
 
@@ -83,3 +94,16 @@ class Outbox:
         return [
             json.loads(gzip.decompress(p.read_bytes())) for p in sorted(self.rejected_dir.glob("*.json.gz"))
         ]
+
+    def requeue(self, key: str) -> Entry:
+        """A rejected payload back to pending, for the next delivery (after its cause is fixed)."""
+        path = self.rejected_dir / (key.replace(":", "_") + ".json.gz")
+        if not path.exists():
+            raise KeyError(f"no rejected payload {key!r} in {self.rejected_dir}")
+        record = json.loads(gzip.decompress(path.read_bytes()))
+        record.pop("status", None)
+        record.pop("problem", None)
+        entry = Entry(**record)
+        self.put(entry)
+        path.unlink()
+        return entry

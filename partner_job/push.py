@@ -6,12 +6,20 @@ partner stops reporting disappears instead of lingering with an old share.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 
 from homewatt.contract import (
     JOULES_PER_WH,
+    LAST_RUN,
+    LAST_RUN_WINDOW_END,
+    OUTBOX_JOB,
+    OUTBOX_OLDEST,
+    OUTBOX_PENDING,
+    OUTBOX_REJECTED,
     PARTNER_JOB,
     PARTNER_LAST_SUCCESS,
     PARTNER_WINDOW_END,
@@ -21,6 +29,7 @@ from homewatt.contract import (
     USAGE_SHARE,
     Metric,
 )
+from partner_job.outbox import Outbox
 
 
 def _gauge(metric: Metric, registry: CollectorRegistry) -> Gauge:
@@ -48,3 +57,32 @@ def push_breakdown(
 
 def window_joules(payload: dict[str, Any]) -> float:
     return JOULES_PER_WH * sum(v for v in payload["values"] if v is not None)
+
+
+def push_outbox(gateway: str, outbox: Outbox, last_run: Path) -> None:
+    """The outbox's state as read from disk, one group (job=OUTBOX_JOB) replaced whole.
+
+    Read from the directory rather than counted by the run, so that a manual run, a
+    retry and the scheduler all push the same truth, and a payload an operator
+    requeued or deleted stops counting at the next push.  Sensors with nothing
+    pending or rejected have no series: the alerts need no `> 0` on a zero.
+    """
+    reg = CollectorRegistry()
+    pending, oldest, rejected = (_gauge(m, reg) for m in (OUTBOX_PENDING, OUTBOX_OLDEST, OUTBOX_REJECTED))
+    first: dict[str, float] = {}
+    for entry in outbox.pending():
+        pending.labels(entry.sensor).inc()
+        written = entry.created or (outbox.pending_dir / entry.filename).stat().st_mtime
+        first[entry.sensor] = min(first.get(entry.sensor, written), written)
+    for sensor, written in first.items():
+        oldest.labels(sensor).set(written)
+    for record in outbox.rejected():
+        rejected.labels(record["sensor"]).inc()
+    try:
+        run = json.loads(last_run.read_text())
+    except (OSError, ValueError):
+        run = None
+    if run is not None:
+        _gauge(LAST_RUN, reg).set(run["finished"])
+        _gauge(LAST_RUN_WINDOW_END, reg).set(run["window_end"])
+    push_to_gateway(gateway, job=OUTBOX_JOB, registry=reg, timeout=30)

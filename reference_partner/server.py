@@ -7,8 +7,10 @@ same key and body the same answer.  The breakdown comes from
 reference_partner.disaggregate, which sees only the minute values.
 
 For tests, POST /_faults (same token) makes the next `count` answers fail:
-{"mode": "429" | "503" | "500" | "slow" | "nonsense" | "none", "count": 2,
- "retry_after": 1, "delay": 3}.
+{"mode": "429" | "503" | "500" | "422" | "slow" | "nonsense" | "none", "count": 2,
+ "retry_after": 1, "delay": 3, "key": "s-003:"}.  "422" refuses the payload for good
+(as the partner does with one it cannot use); "key", if given, limits the fault to
+Idempotency-Keys starting with it (one sensor's payloads).
 """
 
 from __future__ import annotations
@@ -54,9 +56,11 @@ class Partner:
         self.fault: dict[str, Any] = {"mode": "none", "count": 0}
         self.requests = 0
 
-    def take_fault(self) -> dict[str, Any] | None:
+    def take_fault(self, key: str) -> dict[str, Any] | None:
         with self.lock:
             self.requests += 1
+            if not key.startswith(self.fault.get("key", "")):
+                return None
             if self.fault["mode"] != "none" and self.fault["count"] > 0:
                 self.fault["count"] -= 1
                 return dict(self.fault)
@@ -122,7 +126,7 @@ def parse_payload(body: bytes) -> dict[str, Any]:
     return p
 
 
-FAULT_MODES = ("429", "503", "500", "slow", "nonsense", "none")
+FAULT_MODES = ("429", "503", "500", "422", "slow", "nonsense", "none")
 
 
 class PartnerHandler(Handler):
@@ -191,7 +195,7 @@ class PartnerHandler(Handler):
         key = self.headers.get("Idempotency-Key")
         if not key:
             raise Problem(400, "Bad Request", "Idempotency-Key header is required")
-        fault = self.partner.take_fault()
+        fault = self.partner.take_fault(key)
         if fault and fault["mode"] in ("429", "503"):
             self._problem(
                 Problem(int(fault["mode"]), "Slow Down", "injected fault"),
@@ -200,6 +204,8 @@ class PartnerHandler(Handler):
             return
         if fault and fault["mode"] == "500":
             raise Problem(500, "Internal Server Error", "injected fault")
+        if fault and fault["mode"] == "422":
+            raise Problem(422, "Unprocessable Entity", "injected fault: this payload is refused for good")
         if fault and fault["mode"] == "slow":
             time.sleep(float(fault["delay"]))
         answer = self.partner.answer(key, body)

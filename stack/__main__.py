@@ -1,6 +1,7 @@
 """`make up` (python -m stack): run the native homewatt stack until Ctrl-C.
 
-Starts the Pushgateway, the exporter and Prometheus (the 1m rules), waits until
+Starts the Pushgateway, the exporter, Prometheus (the 1m rules and the alerts), the
+alert receiver and Alertmanager, waits until
 every sensor's live power is queryable, starts the Thanos tier (sidecar, store
 gateway, Query, Ruler, the two compactors) on a directory bucket, backfills the
 history into that bucket right up to where live data starts (first start only),
@@ -79,6 +80,7 @@ def backfill_history(settings: Settings, thanos: Thanos) -> Summary:
             data=settings.data,
             fleet=settings.fleet,
             prometheus_url=settings.prometheus_url,
+            pushgateway_url=settings.pushgateway_url,
             raw_days=settings.raw_days,
             history_days=settings.history_days,
             bucket_dir=settings.data / "backfill",
@@ -134,6 +136,7 @@ def summary(settings: Settings, stack: Stack, fleet: Fleet, grafana: bool) -> st
                     f"  Grafana, live:                 {settings.grafana_url}/d/homewatt-live",
                     f"  Grafana, history:              {settings.grafana_url}/d/homewatt-history",
                     f"  Grafana, usage breakdown:      {settings.grafana_url}/d/homewatt-usage",
+                    f"  Grafana, fleet health:         {settings.grafana_url}/d/homewatt-fleet-health",
                 ]
                 if grafana
                 else []
@@ -152,6 +155,9 @@ def summary(settings: Settings, stack: Stack, fleet: Fleet, grafana: bool) -> st
                 else []
             ),
             f"  Usage breakdown (partner):     {breakdown}",
+            f"  Alerts (rules, pending):       {p}/alerts",
+            f"  Alertmanager:                  {settings.alertmanager_url}/#/alerts",
+            f"  Notifications received:        http://{settings.receiver_listen}/",
             f"  Pushgateway:                   {settings.pushgateway_url}",
             f"  Reference partner:             {settings.partner_url}/v1/breakdowns",
             f"  Data (TSDB, bucket, logs):     {stack.data}",
@@ -174,7 +180,7 @@ def run(settings: Settings, fleet: Fleet) -> int:
     signal.signal(signal.SIGTERM, _raise_stop)
     host, port = hostport(settings.stack_listen)
     try:
-        metrics = status.serve(supervisor, host, port)
+        metrics = status.serve(supervisor, host, port, stack.data / "bucket")
     except OSError as exc:
         print(
             f"make up: cannot serve the stack's metrics on {host}:{port}: {exc} (HOMEWATT_STACK_LISTEN)",
@@ -185,7 +191,7 @@ def run(settings: Settings, fleet: Fleet) -> int:
     status.write(stack.data, status.snapshot(supervisor, phase))
     try:
         try:
-            for service in stack.services():
+            for service in [*stack.services(), *stack.alerting_services()]:
                 log.info("starting %s ...", service.name)
                 supervisor.run(service)
             supervisor.keep_running()  # from here on, a part that dies is restarted

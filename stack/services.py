@@ -13,12 +13,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from alertmanager import config as amconfig
 from homewatt import promconfig
 from homewatt.config import REPO, Settings, hostport
 from homewatt.fleet import Fleet, load_fleet
 from homewatt.procs import http_ok, port_in_use
 from stack.supervisor import Service
-from stack.thanos import Thanos
+from stack.thanos import COMPACTORS, Thanos
 
 # With Thanos, Prometheus keeps three days locally (the Live views: today, yesterday);
 # the sidecar uploads every 2 h block, and the bucket holds the rest.
@@ -36,7 +37,7 @@ def binary(*names: str) -> str:
             return path
     raise FileNotFoundError(
         f"none of {', '.join(names)} is on PATH: run `make up` or `make test`, which install "
-        "the Debian packages prometheus and prometheus-pushgateway"
+        "the Debian packages prometheus, prometheus-pushgateway, prometheus-alertmanager and mosquitto"
     )
 
 
@@ -62,6 +63,21 @@ class Stack:
             "pushgateway": addr(self.settings.pushgateway_url),
             "exporter": self.settings.exporter_listen,
             "stack": self.settings.stack_listen,
+            "alertmanager": addr(self.settings.alertmanager_url),
+        }
+
+    def scrape_targets(self) -> dict[str, str | list[str]]:
+        """What Prometheus scrapes and alerts to (promconfig's roles): the parts above and
+        the Thanos tier on this run's ports."""
+        thanos = self.thanos()
+        host, port = hostport(self.settings.history_url)
+        return {
+            **self.addresses(),
+            "thanos-sidecar": thanos.addr("sidecar-http"),
+            "thanos-store": thanos.addr("store-http"),
+            "thanos-query": f"{host}:{port}",
+            "thanos-rule": thanos.addr("rule-http"),
+            "thanos-compact": [thanos.addr(f"{name}-http") for name in COMPACTORS.values()],
         }
 
     def prometheus(self, standalone: bool = False, block: str = "2h") -> Service:
@@ -80,7 +96,8 @@ class Stack:
                 f"--storage.tsdb.min-block-duration={block}",
                 f"--storage.tsdb.max-block-duration={block}",
             ]
-        config = promconfig.write(self.data / "run" / "prometheus.yml", self.addresses(), rule_files=rules)
+        targets = self.scrape_targets()
+        config = promconfig.write(self.data / "run" / "prometheus.yml", targets, rule_files=rules)
         url = self.settings.prometheus_url
         return Service(
             name="prometheus",
@@ -221,6 +238,44 @@ class Stack:
             ready_timeout=120.0,
         )
 
+    def alertmanager(self, timings: amconfig.Timings | None = None) -> Service:
+        """Alertmanager, one node (no cluster port), sending to the project's receiver.
+
+        Its config is rendered from alertmanager/config.py at each start, pointed at
+        this run's receiver; `timings`: the tests shorten the group waits.
+        """
+        config = amconfig.write(
+            self.data / "run" / "alertmanager.yml",
+            f"http://{self.settings.receiver_listen}/webhook",
+            timings or amconfig.Timings(),
+        )
+        url = self.settings.alertmanager_url
+        host, port = hostport(url)
+        return Service(
+            name="alertmanager",
+            argv=[
+                binary("prometheus-alertmanager", "alertmanager"),
+                f"--config.file={config}",
+                f"--storage.path={self.data / 'alertmanager'}",
+                f"--web.listen-address={host}:{port}",
+                "--cluster.listen-address=",  # a single node: no gossip, no port 9094
+                f"--web.external-url={url}",
+            ],
+            listen=(host, port),
+            ready=http_ok(f"{url}/-/ready"),
+        )
+
+    def receiver(self) -> Service:
+        """The webhook receiver that stores Alertmanager's notifications (data/alerts/)."""
+        listen = self.settings.receiver_listen
+        argv = [sys.executable, "-m", "alertmanager.receiver", "--listen", listen, "--data", str(self.data)]
+        return Service(
+            name="receiver",
+            argv=argv,
+            listen=hostport(listen),
+            ready=http_ok(f"http://{listen}/healthz"),
+        )
+
     def _env(self) -> dict[str, str]:
         env = {
             "PROMETHEUS_URL": self.settings.prometheus_url,
@@ -237,6 +292,10 @@ class Stack:
         """The live path, which runs before the backfill; Thanos and `partner_services` follow."""
         (self.data / "pushgateway").mkdir(parents=True, exist_ok=True)
         return [self.pushgateway(), *self.device_services(), self.exporter(), self.prometheus(standalone)]
+
+    def alerting_services(self) -> list[Service]:
+        """The receiver first, so that Alertmanager's first notification has somewhere to land."""
+        return [self.receiver(), self.alertmanager()]
 
     def thanos(self) -> Thanos:
         return Thanos(self.settings)

@@ -23,6 +23,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from homewatt.contract import COMPONENT, COMPONENT_LAST_EXIT, COMPONENT_RESTARTS, COMPONENT_UP
 from homewatt.httpserver import Handler, Server
+from stack.bucket import BucketCollector
 from stack.supervisor import Supervisor
 
 
@@ -119,9 +120,12 @@ class PartsCollector:
         yield last
 
 
-def serve(supervisor: Supervisor, host: str, port: int) -> Server:
+def serve(supervisor: Supervisor, host: str, port: int, bucket: Path | None = None) -> Server:
+    """The runner's /metrics: each part's state, and the bucket's size when there is one."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(PartsCollector(supervisor))
+    if bucket is not None:
+        registry.register(BucketCollector(bucket))
 
     class MetricsHandler(Handler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming

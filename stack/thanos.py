@@ -167,7 +167,9 @@ class Thanos:
         )
 
     def ruler(self) -> Service:
-        """The 15m group (with the counter's quarter-hour reading), written as the quarter stream."""
+        """The 15m group (with the counter's quarter-hour reading), written as the quarter stream,
+        and the alerts that need weeks of history, sent to Alertmanager without the stream label
+        (as Prometheus's are)."""
         labels = streams.stream_labels(QUARTER_STREAM, self.prometheus_config)
         return self._service(
             "rule",
@@ -177,6 +179,9 @@ class Thanos:
                 f"--query={self.settings.history_url}",
                 *streams.label_flags(labels),
                 f"--tsdb.block-duration={self.timings.block_duration}",
+                f"--alertmanagers.url={self.settings.alertmanager_url}",
+                f"--alert.label-drop={STREAM_LABEL}",
+                f"--alert.query-url={self.settings.history_url}",
             ],
         )
 

@@ -94,6 +94,8 @@ def stack_env(data: Path, fleet_file: Path | None) -> dict[str, str]:
         "EXPORTER_LISTEN": f"127.0.0.1:{free_port()}",
         "HOMEWATT_STACK_LISTEN": f"127.0.0.1:{free_port()}",
         "PARTNER_URL": f"http://127.0.0.1:{free_port()}",
+        "ALERTMANAGER_URL": f"http://127.0.0.1:{free_port()}",
+        "HOMEWATT_RECEIVER_LISTEN": f"127.0.0.1:{free_port()}",
         "HOMEWATT_DATA": str(data),
     }
     if fleet_file:

@@ -118,6 +118,7 @@ class Query:
     end: float
     step: int
     panel: str
+    datasource: str = "homewatt-prometheus"
 
 
 def panel_range(
@@ -173,7 +174,7 @@ def queries(
             if not target.get("instant"):
                 s = (s + offset) // step * step - offset
                 e = (e + offset) // step * step - offset
-            out.append(Query(expr, bool(target.get("instant")), s, e, step, panel["title"]))
+            out.append(Query(expr, bool(target.get("instant")), s, e, step, panel["title"], ds))
     return out
 
 

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from backfill.__main__ import options_from_argv
 from backfill.api import backfill as run_backfill
@@ -24,7 +26,7 @@ from backfill.plan import make_plan
 from backfill.run import BackfillError
 from homewatt import loadmodel, promapi, replay
 from homewatt.config import REPO, Settings
-from homewatt.contract import QUARTER_HOUR
+from homewatt.contract import BACKFILL_DONE, BACKFILL_JOB, BACKFILL_PLANNED, QUARTER_HOUR
 from homewatt.fleet import load_fleet
 from homewatt.meter import Ledger, counter
 from homewatt.procs import WaitTimeout, wait_until
@@ -247,10 +249,36 @@ def marked(marker: str) -> list[int]:
     return found
 
 
+def pushed(gateway: str) -> dict[str, float]:
+    """The backfill's progress as the Pushgateway serves it."""
+    text = requests.get(f"{gateway}/metrics", timeout=5).text
+    return {
+        s.name: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.labels.get("job") == BACKFILL_JOB
+    }
+
+
 def test_killed_run_leaves_valid_blocks_and_the_next_completes(tmp_path):
     fleet_file = write_fleet(tmp_path / "fleet.yaml", n=2, index_date=dt.date(2026, 5, 29))
     data = tmp_path / "data"
-    argv = [sys.executable, "-m", "backfill", *args_for(data, fleet_file, raw_days=6, history_days=2)]
+    settings = Settings.from_env({**os.environ, **stack_env(data, fleet_file)})
+    with Supervisor(tmp_path / "logs") as sup:
+        sup.run(Stack(settings).pushgateway())
+        _killed_then_completed(data, fleet_file, settings.pushgateway_url)
+
+
+def _killed_then_completed(data: Path, fleet_file: Path, gateway: str) -> None:
+    """The kill, then the run that completes it; the progress pushed tells both."""
+    progress = ["--pushgateway-url", gateway]
+    argv = [
+        sys.executable,
+        "-m",
+        "backfill",
+        *args_for(data, fleet_file, raw_days=6, history_days=2),
+        *progress,
+    ]
     marker = f"HOMEWATT_TEST_MARK=kill-{os.getpid()}-{time.time_ns()}"
     env = {**os.environ, marker.split("=")[0]: marker.split("=")[1]}
     proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -277,6 +305,10 @@ def test_killed_run_leaves_valid_blocks_and_the_next_completes(tmp_path):
     plan = make_plan(END_TS, 6, 2)
     done = json.loads(state.read_text())["done"]
     assert 1 <= len(done) < len(plan.chunks)
+    # What HomewattBackfillIncomplete reads: chunks missing, and no push since the kill.
+    left = pushed(gateway)
+    assert left[BACKFILL_PLANNED.name] == len(plan.chunks)
+    assert left[BACKFILL_DONE.name] <= len(done)
     # Only whole blocks in the TSDB directory, and promtool reads them all.
     tsdb = data / "prometheus"
     for block in tsdb.iterdir():
@@ -284,11 +316,16 @@ def test_killed_run_leaves_valid_blocks_and_the_next_completes(tmp_path):
     listing = subprocess.run(["promtool", "tsdb", "list", str(tsdb)], capture_output=True, text=True)
     assert listing.returncode == 0, listing.stderr
     # The next run completes the rest, and only the rest.
-    summary = run_backfill(options_from_argv(args_for(data, fleet_file, raw_days=6, history_days=2)))
+    summary = run_backfill(
+        options_from_argv([*args_for(data, fleet_file, raw_days=6, history_days=2), *progress])
+    )
     assert summary.skipped == len(done)
     assert summary.written == len(plan.chunks) - len(done)
     blocks = [b for d in json.loads(state.read_text())["done"].values() for b in d["blocks"]]
     assert sorted(b.split("/")[1] for b in blocks) == sorted(p.name for p in tsdb.iterdir())
+    final = pushed(gateway)
+    assert final[BACKFILL_DONE.name] == final[BACKFILL_PLANNED.name] == len(plan.chunks)
+    assert final["push_time_seconds"] > left["push_time_seconds"]
 
 
 def test_recover_finishes_a_half_done_move(tmp_path):

@@ -122,7 +122,7 @@ def test_images_are_pinned_and_the_dockerfile_uses_the_same_ones(services):
     assert f"PROMETHEUS_IMAGE={services['prometheus']['image']}" in dockerfile
     assert f"THANOS_IMAGE={services['thanos-query']['image']}" in dockerfile
     built = [n for n, s in services.items() if "build" in s]
-    assert sorted(built) == ["backfill", "exporter", "partner", "scheduler"]
+    assert sorted(built) == ["backfill", "exporter", "partner", "receiver", "scheduler"]
 
 
 def test_only_grafana_is_published_beyond_localhost(services):
@@ -338,7 +338,12 @@ def test_the_compose_prometheus_config_runs_in_a_real_prometheus(tmp_path):
     with Supervisor(tmp_path / "logs") as sup:
         sup.run(service)
         groups = requests.get(f"{url}/api/v1/rules", timeout=10).json()["data"]["groups"]
-        assert [g["name"] for g in groups] == ["homewatt-1m"]
+        expected = [
+            g["name"]
+            for path in promconfig.PROMETHEUS_RULES
+            for g in yaml.safe_load((promconfig.COMPOSE.parent / path).read_text())["groups"]
+        ]
+        assert [g["name"] for g in groups] == expected and "homewatt-1m" in expected
         loaded = yaml.safe_load(
             requests.get(f"{url}/api/v1/status/config", timeout=10).json()["data"]["yaml"]
         )

@@ -55,7 +55,12 @@ def test_device_sensors_follow_the_modelled_ones_in_each_family():
     of every value family but its last-seen time and rejection counts still served."""
     from devices.reading import REASONS
 
-    r = FleetRenderer(["s-1"], ["m-1", "m-2"])
+    r = FleetRenderer(
+        ["s-1"],
+        ["m-1", "m-2"],
+        [("m-1", "shelly", "mqtt://127.0.0.1:1883"), ("m-2", "tic", "tic:tic/m-2")],
+        ["mqtt://127.0.0.1:1883", "tic:tic/m-2"],
+    )
     rejected = np.zeros((2, len(REASONS)), dtype=np.int64)
     rejected[1, REASONS.index("checksum")] = 7
     devices = {
@@ -64,6 +69,7 @@ def test_device_sensors_follow_the_modelled_ones_in_each_family():
         "apparent": np.array([np.nan, np.nan]),  # a Shelly reports no VA
         "last_seen": np.array([1_790_000_000.5, 1_789_999_900.0]),
         "rejected": rejected,
+        "source_up": np.array([1.0, 0.0]),  # the TIC port is closed
     }
     text = r.render(np.array([100]), np.array([10**9]), devices)
     got = parse(text)
@@ -76,6 +82,9 @@ def test_device_sensors_follow_the_modelled_ones_in_each_family():
     }
     assert text.count('homewatt_device_rejected_total{sensor="m-2"') == len(REASONS)
     assert 'homewatt_device_rejected_total{sensor="m-2",reason="checksum"} 7\n' in text
+    assert 'homewatt_device_info{sensor="m-2",format="tic",source="tic:tic/m-2"} 1\n' in text
+    assert 'homewatt_device_source_up{source="mqtt://127.0.0.1:1883"} 1.0\n' in text
+    assert 'homewatt_device_source_up{source="tic:tic/m-2"} 0.0\n' in text
     assert r.skipped == 0  # a stale device is not a skipped sample: its last-seen time says why
     for family in ("elec_power_watts", "elec_energy_joules_total", "homewatt_device_rejected_total"):
         assert text.count(f"# TYPE {family} ") == 1

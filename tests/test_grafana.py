@@ -43,7 +43,7 @@ def test_committed_json_is_what_the_code_generates(tmp_path):
     subprocess.run(
         [sys.executable, str(GRAFANA / "dashboards.py"), str(tmp_path)], check=True, capture_output=True
     )
-    for name in ("live.json", "history.json", "usage.json"):
+    for name in ("live.json", "history.json", "usage.json", "fleet-health.json"):
         assert (tmp_path / name).read_bytes() == (GRAFANA / "dashboards" / name).read_bytes(), name
 
 
@@ -51,7 +51,9 @@ def test_provisioning_matches_the_dashboards():
     sources = yaml.safe_load((GRAFANA / "provisioning/datasources/homewatt.yaml").read_text())["datasources"]
     uids = {d["uid"] for d in sources}
     used = {p["datasource"]["uid"] for d in dashboards().values() for p in d["panels"]}
-    used |= {v["datasource"]["uid"] for d in dashboards().values() for v in d["templating"]["list"]}
+    used |= {
+        v["datasource"]["uid"] for d in dashboards().values() for v in d.get("templating", {}).get("list", [])
+    }
     assert used <= uids == {"homewatt-prometheus", "homewatt-history"}
     assert {d["url"] for d in sources} == {"${PROMETHEUS_URL}", "${HISTORY_URL}"}
     (provider,) = yaml.safe_load((GRAFANA / "provisioning/dashboards/homewatt.yaml").read_text())["providers"]
@@ -66,6 +68,7 @@ def test_provisioning_matches_the_dashboards():
         "homewatt-live",
         "homewatt-history",
         "homewatt-usage",
+        "homewatt-fleet-health",
     }
 
 

@@ -14,7 +14,7 @@ from homewatt.config import REPO
 
 BASE = "homewatt"
 DRIVERS = "devices"  # real meters' protocols and their simulator: what the exporter serves
-FEATURES = ("exporter", "backfill", "partner_job", "reference_partner", "grafana")
+FEATURES = ("exporter", "backfill", "partner_job", "reference_partner", "grafana", "alertmanager")
 ORCHESTRATION = "stack"
 LAYER = {BASE: 0, DRIVERS: 1, **dict.fromkeys(FEATURES, 2), ORCHESTRATION: 3}
 

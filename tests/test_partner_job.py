@@ -15,11 +15,13 @@ import numpy as np
 import pytest
 import requests
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from backfill.__main__ import options_from_argv
 from backfill.api import backfill as run_backfill
 from homewatt import loadmodel, promapi
 from homewatt.config import REPO, Settings, read_token
+from homewatt.contract import LAST_RUN_WINDOW_END, OUTBOX_JOB, OUTBOX_OLDEST, OUTBOX_PENDING, OUTBOX_REJECTED
 from homewatt.fleet import DEFAULT_FLEET, load_fleet
 from homewatt.window import Window, fire_times
 from partner_job import fetch, job
@@ -218,6 +220,17 @@ def faults(settings, **spec) -> None:
     r.raise_for_status()
 
 
+def outbox_state(settings: Settings) -> dict[str, dict[str, float]]:
+    """The outbox gauges the Pushgateway serves (job partner_job_outbox), by name and sensor."""
+    text = requests.get(f"{settings.pushgateway_url}/metrics", timeout=5).text
+    out: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.labels.get("job") == OUTBOX_JOB and s.name != "push_time_seconds":
+                out.setdefault(s.name, {})[s.labels.get("sensor", "")] = s.value
+    return out
+
+
 @pytest.mark.integration
 def test_fetch_is_chunked_and_equals_the_counter_per_minute(stack, monkeypatch):
     settings, fleet = stack["settings"], stack["fleet"]
@@ -318,9 +331,18 @@ def test_an_outage_keeps_the_payload_until_it_lands(stack):
     outbox = Outbox(settings.data / "outbox")
     (entry,) = outbox.pending()
     assert entry.key == "s-001:2026-11-28" and entry.attempts == 3 and "503" in entry.last_error
+    # What the backlog alert reads: one payload pending since it was first written.
+    state = outbox_state(settings)
+    assert state[OUTBOX_PENDING.name] == {"s-001": 1.0}
+    assert state[OUTBOX_OLDEST.name]["s-001"] == entry.created
+    assert time.time() - 120 < entry.created <= time.time()
+    assert (
+        state[LAST_RUN_WINDOW_END.name][""] == Window.ending(dt.datetime(2026, 11, 28, tzinfo=PARIS)).end_ts
+    )
     faults(settings, mode="none")
     again = job.deliver(settings, client(settings), outbox)
     assert again.delivered == 1 and not outbox.pending()
+    assert OUTBOX_PENDING.name not in outbox_state(settings)
 
 
 @pytest.mark.integration
@@ -334,6 +356,26 @@ def test_a_refused_payload_is_kept_with_the_partners_reason(stack):
     assert (
         len(rejected["payload"]["values"]) == Window.ending(dt.datetime(2026, 11, 27, tzinfo=PARIS)).minutes
     )
+    # HomewattPartnerRejected reads this until someone acts; requeue sends it again.
+    assert outbox_state(settings)[OUTBOX_REJECTED.name] == {"s-001": 1.0}
+    env = {**os.environ, **stack["env"]}
+    out = subprocess.run(
+        [sys.executable, "-m", "partner_job", "requeue", "s-001:2026-11-27"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "s-001:2026-11-27: back in" in out.stdout
+    assert OUTBOX_REJECTED.name not in outbox_state(settings)
+    assert outbox_state(settings)[OUTBOX_PENDING.name] == {"s-001": 1.0}
+    listing = subprocess.run(
+        [sys.executable, "-m", "partner_job", "outbox"], env=env, capture_output=True, text=True, check=True
+    )
+    assert "1 pending" in listing.stdout and "s-001:2026-11-27" in listing.stdout
+    again = job.deliver(settings, client(settings), Outbox(settings.data / "outbox"))
+    assert again.delivered == 1
+    assert OUTBOX_PENDING.name not in outbox_state(settings)
 
 
 @pytest.mark.integration

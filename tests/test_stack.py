@@ -6,9 +6,13 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+import yaml
 
+from homewatt import promconfig
+from homewatt.config import Settings
 from homewatt.httpserver import Handler, Server
 from stack.__main__ import halted
+from stack.services import Stack
 
 
 @pytest.fixture
@@ -38,3 +42,14 @@ def test_a_halted_compactor_is_noticed(compactor_metrics):
 
 def test_an_unreachable_compactor_is_not_called_halted():
     assert not halted("http://127.0.0.1:9")  # its death is the supervisor's to report
+
+
+def test_the_committed_prometheus_config_scrapes_the_default_ports():
+    """prometheus.yml is what `make up` runs with the default settings: its targets and its
+    Alertmanager are the ports the native stack's parts listen on (Thanos's included)."""
+    targets = Stack(Settings.from_env({})).scrape_targets()
+    rendered = promconfig.render(targets)
+    committed = yaml.safe_load(promconfig.SOURCE.read_text())
+    assert rendered["scrape_configs"] == committed["scrape_configs"]
+    assert rendered["alerting"] == committed["alerting"]
+    assert set(targets) == set(promconfig.TARGET_JOBS.values())
