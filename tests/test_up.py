@@ -117,6 +117,8 @@ def still_listening(env: dict[str, str], *more: str) -> list[str]:
         env["HISTORY_URL"],
         f"http://{env['EXPORTER_LISTEN']}",
         f"http://{env['HOMEWATT_STACK_LISTEN']}",
+        env["ALERTMANAGER_URL"],
+        f"http://{env['HOMEWATT_RECEIVER_LISTEN']}",
     ]
     return [url for url in urls if port_in_use(*hostport(url))]
 
@@ -199,6 +201,21 @@ def test_up_backfills_once_shows_live_power_then_ctrl_c_stops_everything(tmp_pat
         shares = query_until(prom, "sum by (sensor) (elec_usage_share_ratio)", 3, 90)
         assert {r["metric"]["sensor"] for r in shares} == {"s-001", "s-002", "m-up"}
         assert all(abs(float(r["value"][1]) - 1) <= 1e-3 for r in shares)
+        # Alerting: Prometheus sends to Alertmanager, scrapes every Thanos component, and a
+        # healthy stack fires nothing.
+        assert f"{env['ALERTMANAGER_URL']}/#/alerts" in text
+        assert f"http://{env['HOMEWATT_RECEIVER_LISTEN']}/" in text
+        query_until(prom, "prometheus_notifications_alertmanagers_discovered == 1", 1, 30)
+        thanos_up = query_until(prom, 'up{job=~"thanos-.*"} == 1', 6, 60)
+        assert sorted(r["metric"]["job"] for r in thanos_up) == [
+            "thanos-compact",
+            "thanos-compact",
+            "thanos-query",
+            "thanos-rule",
+            "thanos-sidecar",
+            "thanos-store",
+        ]
+        assert promapi.query(prom, 'ALERTS{alertstate="firing"}') == []
     finally:
         rc = ctrl_c(proc)
     assert rc == 0
