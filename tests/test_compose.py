@@ -353,11 +353,21 @@ def test_the_compose_prometheus_config_runs_in_a_real_prometheus(tmp_path):
             return requests.get(f"{url}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
 
         targets = wait_until(active_targets, 30, "Prometheus's active targets")
-        assert {t["labels"]["job"]: t["discoveredLabels"]["__address__"] for t in targets} == {
-            "homewatt-exporter": "exporter:9105",
-            "pushgateway": "pushgateway:9091",
-            "prometheus": "localhost:9090",
-        }
+        assert sorted((t["labels"]["job"], t["discoveredLabels"]["__address__"]) for t in targets) == [
+            ("alertmanager", "alertmanager:9093"),
+            ("homewatt-exporter", "exporter:9105"),
+            ("prometheus", "localhost:9090"),
+            ("pushgateway", "pushgateway:9091"),
+            ("thanos-compact", "thanos-compact-quarter:10902"),
+            ("thanos-compact", "thanos-compact-raw:10902"),
+            ("thanos-query", "thanos-query:10902"),
+            ("thanos-rule", "thanos-ruler:10902"),
+            ("thanos-sidecar", "thanos-sidecar:10902"),
+            ("thanos-store", "thanos-store:10902"),
+        ]
+        # Alerts go to compose's Alertmanager.
+        (am,) = loaded["alerting"]["alertmanagers"]
+        assert am["static_configs"] == [{"targets": ["alertmanager:9093"]}]
 
 
 def test_dockerfile_copies_what_exists_and_runs_unprivileged():
@@ -368,7 +378,16 @@ def test_dockerfile_copies_what_exists_and_runs_unprivileged():
         assert (REPO / src).exists(), src
     copied = set(re.findall(r"^COPY (?!--from)(\S+?)/? ", text, re.M))
     # Every Python package the compose services run, and the configs the code reads from the repository.
-    assert {"homewatt", "exporter", "backfill", "partner_job", "prometheus", "rules", "thanos"} <= copied
+    assert {
+        "homewatt",
+        "exporter",
+        "backfill",
+        "partner_job",
+        "alertmanager",
+        "prometheus",
+        "rules",
+        "thanos",
+    } <= copied
     assert re.search(r"^USER homewatt$", text, re.M)
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".env", "data", ".venv", ".git"} <= set(ignored)  # no secret or local data in the image
