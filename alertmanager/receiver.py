@@ -50,7 +50,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from homewatt.config import hostport
-from homewatt.httpserver import Handler, Server, serve_until_stopped
+from homewatt.httpserver import Handler, Problem, Server, json_object, serve_until_stopped
 
 log = logging.getLogger("alertmanager.receiver")
 
@@ -65,14 +65,6 @@ SHOWN_LABELS = ("severity", "sensor", "source")
 KEPT = ("receiver", "status", "groupLabels", "commonLabels", "alerts", "groupKey", "truncatedAlerts")
 
 
-class Problem(Exception):
-    """A request this receiver refuses: answered as application/problem+json."""
-
-    def __init__(self, status: int, title: str, detail: str):
-        super().__init__(detail)
-        self.status, self.title, self.detail = status, title, detail
-
-
 def _string_map(value: object, where: str) -> dict[str, str]:
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
@@ -83,12 +75,7 @@ def _string_map(value: object, where: str) -> dict[str, str]:
 
 def parse_payload(body: bytes) -> dict[str, Any]:
     """The webhook body, checked as far as this receiver relies on it; Problem(400) if not."""
-    try:
-        doc = json.loads(body)
-    except ValueError as exc:
-        raise Problem(400, "Bad Request", f"body is not JSON: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise Problem(400, "Bad Request", "body must be a JSON object (an Alertmanager webhook payload)")
+    doc = json_object(body, " (an Alertmanager webhook payload)")
     alerts = doc.get("alerts")
     if not isinstance(alerts, list):
         raise Problem(400, "Bad Request", "body has no `alerts` list: not an Alertmanager webhook payload")
@@ -317,8 +304,7 @@ class ReceiverHandler(Handler):
         return self.rfile.read(length)
 
     def _problem(self, p: Problem) -> None:
-        doc = {"type": "about:blank", "title": p.title, "status": p.status, "detail": p.detail}
-        self.reply_json(p.status, doc, "application/problem+json")
+        self.reply_problem(p)
         if p.status == 413:  # the body was not read: the connection cannot be reused
             self.close_connection = True
 

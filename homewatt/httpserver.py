@@ -1,6 +1,7 @@
-"""The one HTTP server of homewatt's own processes (the exporter, the reference partner).
+"""The one HTTP server of homewatt's own processes (the exporter, the reference partner,
+the alert receiver, the stack's runner).
 
-Both want the same things from http.server: a thread per request so a slow
+They all want the same things from http.server: a thread per request so a slow
 client never delays a 1 s scrape, replies with an exact Content-Length, access
 logs at a level of their choosing, and a clean stop on SIGINT or SIGTERM.
 serve_forever() blocks the thread that would call shutdown(), so both signals
@@ -15,6 +16,26 @@ import logging
 import signal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+
+class Problem(Exception):
+    """A request refused, answered as application/problem+json (RFC 7807), as the partner's
+    API fixes it and as the alert receiver does too."""
+
+    def __init__(self, status: int, title: str, detail: str):
+        super().__init__(detail)
+        self.status, self.title, self.detail = status, title, detail
+
+
+def json_object(body: bytes, what: str = "") -> dict[str, Any]:
+    """The body as a JSON object, or Problem(400) saying why not (`what`: what it should be)."""
+    try:
+        doc = json.loads(body)
+    except ValueError as exc:
+        raise Problem(400, "Bad Request", f"body is not JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise Problem(400, "Bad Request", f"body must be a JSON object{what}")
+    return doc
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -36,6 +57,10 @@ class Handler(BaseHTTPRequestHandler):
         self, code: int, doc: Any, ctype: str = "application/json", headers: dict[str, str] | None = None
     ) -> None:
         self.reply(code, ctype, json.dumps(doc).encode(), headers)
+
+    def reply_problem(self, p: Problem, headers: dict[str, str] | None = None) -> None:
+        doc = {"type": "about:blank", "title": p.title, "status": p.status, "detail": p.detail}
+        self.reply_json(p.status, doc, "application/problem+json", headers)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's name
         self.log.log(self.access_level, format, *args)

@@ -30,7 +30,7 @@ import time
 from typing import Any
 
 from homewatt.config import read_token
-from homewatt.httpserver import Handler, Server, serve_until_stopped
+from homewatt.httpserver import Handler, Problem, Server, json_object, serve_until_stopped
 from reference_partner.disaggregate import breakdown
 
 log = logging.getLogger("reference_partner")
@@ -38,12 +38,6 @@ log = logging.getLogger("reference_partner")
 MODEL_VERSION = "homewatt-reference-rules-1"
 MAX_BODY = 8 * 1024 * 1024  # bytes after decompression
 MAX_VALUES = 50_000  # 30 days are at most 43,260 minutes
-
-
-class Problem(Exception):
-    def __init__(self, status: int, title: str, detail: str):
-        super().__init__(detail)
-        self.status, self.title, self.detail = status, title, detail
 
 
 class Partner:
@@ -92,12 +86,7 @@ class Partner:
 
 
 def parse_payload(body: bytes) -> dict[str, Any]:
-    try:
-        p = json.loads(body)
-    except ValueError as exc:
-        raise Problem(400, "Bad Request", f"body is not JSON: {exc}") from exc
-    if not isinstance(p, dict):
-        raise Problem(400, "Bad Request", "body must be a JSON object")
+    p = json_object(body)
     missing = [k for k in ("sensor_id", "start", "resolution_seconds", "unit", "values") if k not in p]
     if missing:
         raise Problem(422, "Unprocessable Entity", f"missing field(s): {', '.join(missing)}")
@@ -148,7 +137,7 @@ class PartnerHandler(Handler):
             else:
                 raise Problem(404, "Not Found", f"no resource {self.path}")
         except Problem as p:
-            self._problem(p)
+            self.reply_problem(p)
 
     def do_GET(self) -> None:  # noqa: N802
         if self.path == "/healthz":
@@ -156,7 +145,7 @@ class PartnerHandler(Handler):
                 answered = len(self.partner.answers)
             self.reply_json(200, {"ok": True, "requests": self.partner.requests, "answered": answered})
         else:
-            self._problem(Problem(404, "Not Found", f"no resource {self.path}"))
+            self.reply_problem(Problem(404, "Not Found", f"no resource {self.path}"))
 
     def _body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
@@ -197,7 +186,7 @@ class PartnerHandler(Handler):
             raise Problem(400, "Bad Request", "Idempotency-Key header is required")
         fault = self.partner.take_fault(key)
         if fault and fault["mode"] in ("429", "503"):
-            self._problem(
+            self.reply_problem(
                 Problem(int(fault["mode"]), "Slow Down", "injected fault"),
                 {"Retry-After": str(fault["retry_after"])},
             )
@@ -215,10 +204,6 @@ class PartnerHandler(Handler):
                 "usages": [{"usage": "fridge", "share": 0.7}, {"usage": "other", "share": 0.7}],
             }
         self.reply_json(200, answer)
-
-    def _problem(self, p: Problem, headers: dict[str, str] | None = None) -> None:
-        doc = {"type": "about:blank", "title": p.title, "status": p.status, "detail": p.detail}
-        self.reply_json(p.status, doc, "application/problem+json", headers)
 
 
 def serve(token: str, host: str, port: int) -> Server:
