@@ -26,7 +26,14 @@ import yaml
 from alertmanager.config import Timings as AlertTimings
 from homewatt import promapi
 from homewatt.config import Settings, hostport
-from homewatt.contract import OUTBOX_REJECTED, PARTNER_LAST_SUCCESS, SILENT
+from homewatt.contract import (
+    BACKFILL_DONE,
+    BACKFILL_PLANNED,
+    OUTBOX_REJECTED,
+    PARTNER_LAST_SUCCESS,
+    SILENT,
+    STREAM_LABEL,
+)
 from homewatt.procs import free_port, wait_until
 from homewatt.window import last_fire_time
 from partner_job import job
@@ -50,6 +57,24 @@ pytestmark = [
 FAST = AlertTimings(group_wait="1s", group_interval="2s", repeat_interval="1h")
 SILENCED = "m-shelly"
 REFUSED, DELIVERED = "s-001", "s-002"
+# A rule only this test gives the Ruler beside its own files: it fires at once, so that
+# the Ruler's path to Alertmanager (the one HomewattUnusualConsumption takes) is seen working.
+RULER_PROBE = {
+    "groups": [
+        {
+            "name": "e2e-ruler-probe",
+            "interval": "15s",
+            "rules": [
+                {
+                    "alert": "E2ERulerProbe",
+                    "expr": f'max by (sensor) (last_over_time(elec_energy_joules_total{{sensor="{DELIVERED}"}}[5m])) > 0',
+                    "labels": {"severity": "info"},
+                    "annotations": {"summary": "the Ruler evaluates through Query and notifies"},
+                }
+            ],
+        }
+    ]
+}
 
 
 def fleet_doc(broker: str) -> dict[str, Any]:
@@ -107,7 +132,10 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
     env |= {"HOMEWATT_RAW_DAYS": "0.25", "HOMEWATT_HISTORY_DAYS": "2"}
     settings = Settings.from_env({**os.environ, **env})
     stack = Stack(settings)
+    probe = root / "ruler-probe.rules.yml"
+    probe.write_text(yaml.safe_dump(RULER_PROBE))
     thanos = Thanos(settings, timings=Timings(**{**bucket_setup.TEST_TIMINGS, "store_sync": "5s"}))
+    thanos = Thanos(settings, timings=thanos.timings, rule_files=(*thanos.rule_files, probe))
     (stack.data / "pushgateway").mkdir(parents=True, exist_ok=True)
     with Supervisor(stack.data / "logs") as sup:
         host, port = hostport(settings.stack_listen)  # the runner's /metrics: parts and bucket
@@ -134,6 +162,20 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
         finally:
             metrics.shutdown()
             metrics.server_close()
+
+
+def test_the_ruler_sends_its_alerts_to_alertmanager_without_the_stream_label(e2e: E2E) -> None:
+    """The home owner's alert runs in the Ruler (it needs weeks of history): its alerts take
+    the Ruler's own path to Alertmanager, shown here by a probe rule that fires at once."""
+    (alert,) = wait_until(
+        lambda: e2e.alerts("E2ERulerProbe", "firing", sensor=DELIVERED),
+        120,
+        "the Ruler's probe alert at the receiver",
+        interval=2,
+    )
+    assert STREAM_LABEL not in alert["labels"]  # --alert.label-drop, as Prometheus's relabelling
+    assert alert["labels"]["severity"] == "info"
+    assert alert["generatorURL"].startswith(e2e.settings.history_url)  # --alert.query-url
 
 
 def send_last_night(e2e: E2E) -> job.Stats:
@@ -205,6 +247,9 @@ def test_a_silenced_meter_alerts_then_resolves_and_fleet_health_shows_it(e2e: E2
         if not got:
             empty.append(f"{q.panel}: {q.expr}")
     assert empty == []
+    # What the backfill panel says: every planned chunk written (the journal's count, pushed).
+    (backfill,) = promapi.query(prom, f"{BACKFILL_DONE.name} / {BACKFILL_PLANNED.name}")
+    assert float(backfill["value"][1]) == 1.0
     (landed,) = promapi.query(prom, f'time() - {PARTNER_LAST_SUCCESS.name}{{sensor="{DELIVERED}"}}')
     assert 0 <= float(landed["value"][1]) < 600
 
