@@ -76,6 +76,7 @@ bench: system-deps venv thanos
 	$(PY) benchmarks/partner_job_rate.py
 	$(PY) benchmarks/tier_sizes.py
 	$(PY) benchmarks/thanos_tiers.py
+	$(PY) benchmarks/history_speed.py
 	$(PY) -m reference_partner.score
 
 # Regenerate the lock files from pyproject.toml (exact versions, with hashes).

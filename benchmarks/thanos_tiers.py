@@ -33,6 +33,7 @@ range finds data in its last year only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -42,6 +43,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -200,28 +202,18 @@ def time_table(results: dict[tuple[str, str], dict[str, Any]], runs: int) -> Non
             )
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sensors", type=int, default=1, help="sensors of the default fleet (default 1)")
-    ap.add_argument("--raw-days", type=int, default=14, help="days at 1 s before the boundary (default 14)")
-    ap.add_argument(
-        "--history-days", type=int, default=365, help="days of quarter-hours before (default 365)"
-    )
-    ap.add_argument(
-        "--runs", type=int, default=5, help="timed dashboard loads per range and server (default 5)"
-    )
-    args = ap.parse_args()
-    if not BINARY.exists():
-        sys.exit(f"{BINARY} is missing: `make thanos` builds it")
-    argv = ["--sensors", str(args.sensors), "--raw-days", str(args.raw_days)]
-    argv += ["--history-days", str(args.history_days), "--runs", str(args.runs)]
-    print(f"cd {shlex.quote(str(REPO))} && .venv/bin/python benchmarks/thanos_tiers.py {shlex.join(argv)}")
-    started = time.monotonic()
+@contextlib.contextmanager
+def serving_tier(sensors: int, raw_days: int, history_days: int) -> Iterator[dict[str, Any]]:
+    """A bucket filled as `make up` fills it (RAW_DAYS at 1 s ending on a 14-day boundary, the
+    quarter-hours before, two later days), each stream compacted once, served by a store
+    gateway and Thanos Query; beside it a standalone Prometheus over a copy of the uploaded
+    blocks.  Yields their URLs, the sensor to query, `now`, and the tier sizes before and
+    after compaction.  Shared by this benchmark and benchmarks/history_speed.py."""
     now = dt.datetime.now(dt.UTC)
     boundary = (int(now.timestamp()) - 3 * DAY) // FORTNIGHT * FORTNIGHT
-    root = Path(tempfile.mkdtemp(prefix="homewatt-thanos-tiers-"))
+    root = Path(tempfile.mkdtemp(prefix="homewatt-thanos-tier-"))
     try:
-        fleet_file = write_fleet(root / "fleet.yaml", n=args.sensors, index_date=now.date())
+        fleet_file = write_fleet(root / "fleet.yaml", n=sensors, index_date=now.date())
         sensor = load_fleet(fleet_file).sensors[0].id
         data = root / "data"
         settings = Settings.from_env({**os.environ, **thanos_env(stack_env(data, fleet_file))})
@@ -229,13 +221,13 @@ def main() -> None:
         objstore = thanos.objstore_config()
         end = dt.datetime.fromtimestamp(boundary, dt.UTC)
         parts: bucket_setup.Parts = {
-            "backfill": (end, args.raw_days, args.history_days),
+            "backfill": (end, raw_days, history_days),
             "later": (end + dt.timedelta(days=LATER_DAYS), LATER_DAYS, 0),
         }
         print(
-            f"now {now:%Y-%m-%d %H:%M} UTC, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; {args.sensors} sensor(s), History of {sensor}; raw at 1 s "
-            f"{end - dt.timedelta(days=args.raw_days):%Y-%m-%d} .. {end + dt.timedelta(days=LATER_DAYS):%Y-%m-%d}, "
-            f"quarter-hours from {end - dt.timedelta(days=args.raw_days + args.history_days):%Y-%m-%d}"
+            f"now {now:%Y-%m-%d %H:%M} UTC, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; {sensors} sensor(s), History of {sensor}; raw at 1 s "
+            f"{end - dt.timedelta(days=raw_days):%Y-%m-%d} .. {end + dt.timedelta(days=LATER_DAYS):%Y-%m-%d}, "
+            f"quarter-hours from {end - dt.timedelta(days=raw_days + history_days):%Y-%m-%d}"
         )
         for name, part in parts.items():
             t0 = time.monotonic()
@@ -262,29 +254,57 @@ def main() -> None:
             wait_until(
                 lambda: metric(store, "thanos_bucket_store_blocks_loaded") == n, 120, f"store with {n} blocks"
             )
-            native, query = ref_settings.prometheus_url, settings.history_url
-            native_compactions = metric(native, "prometheus_tsdb_compactions_total")
-            dashboard = json.loads((REPO / "grafana" / "dashboards" / "history.json").read_text())
-            servers = {"Thanos Query": (query, GRAFANA), "Prometheus (native)": (native, None)}
-            results: dict[tuple[str, str], dict[str, Any]] = {}
-            mismatched: set[str] = set()
-            for span, time_range in SPANS:
-                qs = ge.queries(dashboard, now, sensor, time_range)
-                for server in servers:
-                    results[(span, server)] = {"times": [], "panels": [q.panel for q in qs]}
-                for i in range(args.runs + 1):  # the first load warms caches, not counted
-                    answers = {}
-                    for server, (url, extra) in servers.items():
-                        times, points = load_dashboard(url, qs, extra)
-                        answers[server] = points
-                        if i:
-                            results[(span, server)]["times"].append(times)
-                    a, b = answers.values()
-                    mismatched |= {f"{span}: {q.panel}" for q, x, y in zip(qs, a, b, strict=True) if x != y}
-            native_compactions = metric(native, "prometheus_tsdb_compactions_total") - native_compactions
+            yield {
+                "native": ref_settings.prometheus_url,
+                "query": settings.history_url,
+                "sensor": sensor,
+                "now": now,
+                "before": before,
+                "after": after,
+            }
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    size_table(before, after, args.sensors)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sensors", type=int, default=1, help="sensors of the default fleet (default 1)")
+    ap.add_argument("--raw-days", type=int, default=14, help="days at 1 s before the boundary (default 14)")
+    ap.add_argument(
+        "--history-days", type=int, default=365, help="days of quarter-hours before (default 365)"
+    )
+    ap.add_argument(
+        "--runs", type=int, default=5, help="timed dashboard loads per range and server (default 5)"
+    )
+    args = ap.parse_args()
+    if not BINARY.exists():
+        sys.exit(f"{BINARY} is missing: `make thanos` builds it")
+    argv = ["--sensors", str(args.sensors), "--raw-days", str(args.raw_days)]
+    argv += ["--history-days", str(args.history_days), "--runs", str(args.runs)]
+    print(f"cd {shlex.quote(str(REPO))} && .venv/bin/python benchmarks/thanos_tiers.py {shlex.join(argv)}")
+    started = time.monotonic()
+    with serving_tier(args.sensors, args.raw_days, args.history_days) as tier:
+        native, query, sensor, now = tier["native"], tier["query"], tier["sensor"], tier["now"]
+        native_compactions = metric(native, "prometheus_tsdb_compactions_total")
+        dashboard = json.loads((REPO / "grafana" / "dashboards" / "history.json").read_text())
+        servers = {"Thanos Query": (query, GRAFANA), "Prometheus (native)": (native, None)}
+        results: dict[tuple[str, str], dict[str, Any]] = {}
+        mismatched: set[str] = set()
+        for span, time_range in SPANS:
+            qs = ge.queries(dashboard, now, sensor, time_range)
+            for server in servers:
+                results[(span, server)] = {"times": [], "panels": [q.panel for q in qs]}
+            for i in range(args.runs + 1):  # the first load warms caches, not counted
+                answers = {}
+                for server, (url, extra) in servers.items():
+                    times, points = load_dashboard(url, qs, extra)
+                    answers[server] = points
+                    if i:
+                        results[(span, server)]["times"].append(times)
+                a, b = answers.values()
+                mismatched |= {f"{span}: {q.panel}" for q, x, y in zip(qs, a, b, strict=True) if x != y}
+        native_compactions = metric(native, "prometheus_tsdb_compactions_total") - native_compactions
+    size_table(tier["before"], tier["after"], args.sensors)
     time_table(results, args.runs)
     if mismatched:
         print(f"points differ between Thanos and native in: {sorted(mismatched)}")
