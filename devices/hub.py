@@ -5,11 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 
-from devices.mqtt import MqttSource
+from devices.mqtt import MqttSource, source_label
 from devices.reading import REASONS
 from devices.state import DeviceState
 from devices.ticport import TicPort
@@ -26,8 +25,8 @@ def port_path(port: str, data: Path) -> Path:
 def source_name(device: Device) -> str:
     """The `source` label: the broker without its credentials, or the port as the fleet names it."""
     if device.is_mqtt:
-        url = urlsplit(device.broker or "")
-        return f"mqtt://{url.hostname or '127.0.0.1'}:{url.port or 1883}"
+        assert device.broker is not None
+        return source_label(device.broker)
     return f"tic:{device.port}"
 
 

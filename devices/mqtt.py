@@ -36,6 +36,18 @@ def parser(sensor: Sensor) -> tuple[list[str], Parse]:
     return tasmota.topics(device.topic), lambda topic, payload: tasmota.parse(topic, payload, tz)
 
 
+def broker_address(broker: str) -> tuple[str, int]:
+    """(host, port) of `mqtt://[user:password@]host[:port]`, MQTT's defaults filled in."""
+    url = urlsplit(broker)
+    return url.hostname or "127.0.0.1", url.port or 1883
+
+
+def source_label(broker: str) -> str:
+    """The `source` label of a broker's devices: its address without the credentials."""
+    host, port = broker_address(broker)
+    return f"mqtt://{host}:{port}"
+
+
 def client(broker: str, client_id: str) -> paho.Client:
     """A paho client for `mqtt://[user:password@]host:port`, reconnecting with backoff up to 60 s."""
     url = urlsplit(broker)
@@ -44,7 +56,7 @@ def client(broker: str, client_id: str) -> paho.Client:
         c.username_pw_set(unquote(url.username), unquote(url.password or ""))
     c.reconnect_delay_set(min_delay=1, max_delay=60)
     # connect_async: a broker that is down at start is retried by the loop, like one that goes away.
-    c.connect_async(url.hostname or "127.0.0.1", url.port or 1883, keepalive=30)
+    c.connect_async(*broker_address(broker), keepalive=30)
     return c
 
 
@@ -55,8 +67,7 @@ class MqttSource:
         self, broker: str, sensors: list[tuple[Sensor, DeviceState]], client_id: str = "homewatt-exporter"
     ):
         self.broker = broker
-        url = urlsplit(broker)
-        self.host, self.port = url.hostname or "127.0.0.1", url.port or 1883
+        self.host, self.port = broker_address(broker)
         self.client = client(broker, client_id)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -71,8 +82,7 @@ class MqttSource:
 
     @property
     def name(self) -> str:
-        """The `source` label (devices.hub.source_name): the broker without its credentials."""
-        return f"mqtt://{self.host}:{self.port}"
+        return source_label(self.broker)
 
     @staticmethod
     def _handler(parse: Parse, state: DeviceState) -> Callable[[paho.Client, object, paho.MQTTMessage], None]:

@@ -28,6 +28,11 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def filename(key: str) -> str:
+    """An entry's file, pending or rejected: its Idempotency-Key with ':' made file-safe."""
+    return key.replace(":", "_") + ".json.gz"
+
+
 @dataclass
 class Entry:
     key: str  # Idempotency-Key: {sensor}:{window_end_date}
@@ -41,7 +46,7 @@ class Entry:
 
     @property
     def filename(self) -> str:
-        return self.key.replace(":", "_") + ".json.gz"
+        return filename(self.key)
 
     def body(self) -> bytes:
         """The exact JSON sent: the same bytes on every retry, so the partner sees the same body."""
@@ -68,11 +73,11 @@ class Outbox:
         return [Entry.load(p) for p in sorted(self.pending_dir.glob("*.json.gz"))]
 
     def has(self, key: str) -> bool:
-        return (self.pending_dir / (key.replace(":", "_") + ".json.gz")).exists()
+        return (self.pending_dir / filename(key)).exists()
 
     def created(self, key: str) -> float:
         """When the pending payload of `key` was first written; 0 if none is pending."""
-        path = self.pending_dir / (key.replace(":", "_") + ".json.gz")
+        path = self.pending_dir / filename(key)
         try:
             return Entry.load(path).created
         except (OSError, ValueError):
@@ -97,7 +102,7 @@ class Outbox:
 
     def requeue(self, key: str) -> Entry:
         """A rejected payload back to pending, for the next delivery (after its cause is fixed)."""
-        path = self.rejected_dir / (key.replace(":", "_") + ".json.gz")
+        path = self.rejected_dir / filename(key)
         if not path.exists():
             raise KeyError(f"no rejected payload {key!r} in {self.rejected_dir}")
         record = json.loads(gzip.decompress(path.read_bytes()))
