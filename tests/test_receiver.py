@@ -16,9 +16,9 @@ import requests
 
 from alertmanager.receiver import PAGE_ALERTS, Store, describe, serve
 
-# The shape Alertmanager 0.25.0 posts (captured from the Debian 0.25.0 package; the fields are alertmanager v0.25.0's
-# notify/webhook/webhook.go), on the
-# "warning" route: one sensor's alert, grouped by alertname and sensor.
+# The shape Alertmanager 0.25.0 posts (captured from the Debian package; its fields are those of
+# alertmanager v0.25.0's notify/webhook/webhook.go), on the "warning" route: one sensor's
+# alert, grouped by alertname and sensor.
 PAYLOAD: dict[str, Any] = {
     "receiver": "warning",
     "status": "firing",
