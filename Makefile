@@ -60,12 +60,14 @@ rules-test: system-deps
 	promtool test rules rules/tests/*.test.yml
 
 # Every generated file, written anew (tests fail while one is stale): the dashboards'
-# JSON, the Docker stack's Prometheus config, the two Alertmanager configs, and the
+# JSON, the Docker stack's Prometheus config, the two Alertmanager configs, the Docker
+# Thanos Ruler's rule files (thanos/rules/, on-the-clock copies of rules/), and the
 # unusual-consumption rule test (made from the load model).
 generate: venv
 	$(PY) grafana/dashboards.py
 	$(PY) -m homewatt.promconfig
 	$(PY) -m alertmanager.config
+	$(PY) -m homewatt.ruleralign
 	$(PY) rules/generate_tests.py
 
 bench: system-deps venv thanos

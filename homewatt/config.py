@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from homewatt.shards import check as check_shards
+
 REPO = Path(__file__).resolve().parent.parent
 RAW_DAYS = 90.0  # the backfill's days at 1 s before the live start
 HISTORY_DAYS = 3 * 365 + 1.0  # and its days of quarter-hours before those: three years
@@ -35,6 +37,7 @@ class Settings:
     fleet: str | None
     raw_days: float  # the backfill: days at 1 s before the live start
     history_days: float  # and days of quarter-hours before those
+    shards: int = 1  # Prometheus servers splitting the sensors (homewatt/shards.py)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -54,6 +57,7 @@ class Settings:
             fleet=env.get("HOMEWATT_FLEET") or None,
             raw_days=float(env.get("HOMEWATT_RAW_DAYS", RAW_DAYS)),
             history_days=float(env.get("HOMEWATT_HISTORY_DAYS", HISTORY_DAYS)),
+            shards=check_shards(int(env.get("HOMEWATT_SHARDS", "1"))),
         )
 
 

@@ -46,6 +46,9 @@ STREAM_LABEL = "homewatt_stream"
 RAW_STREAM = "raw"
 QUARTER_STREAM = "quarter"
 STREAMS = (RAW_STREAM, QUARTER_STREAM)
+# With several Prometheus shards (homewatt/shards.py), each one's blocks and Ruler carry
+# this label too.  Query treats it as a replica label as well: a sensor lives in one shard.
+SHARD_LABEL = "homewatt_shard"
 
 
 @dataclass(frozen=True)

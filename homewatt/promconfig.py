@@ -21,6 +21,8 @@ from typing import Any
 import yaml
 
 from homewatt.config import REPO
+from homewatt.shards import keep_own
+from homewatt.shards import labels as shard_labels
 
 SOURCE = REPO / "prometheus" / "prometheus.yml"
 COMPOSE = REPO / "prometheus" / "prometheus.compose.yml"
@@ -36,6 +38,10 @@ TARGET_JOBS = {
     "thanos-rule": "thanos-rule",
     "thanos-compact": "thanos-compact",
 }
+# The jobs whose series carry a sensor: each shard keeps its share of them.  Every other
+# shard than 0 scrapes these and itself only.
+SENSOR_JOBS = {"homewatt-exporter", "pushgateway"}
+SHARD_JOBS = SENSOR_JOBS | {"prometheus"}
 # Jobs of the native stack only: in Docker, compose restarts the parts and there is no runner.
 NATIVE_ONLY = {"homewatt-stack"}
 # docker-compose.yml's service names and ports.
@@ -69,13 +75,19 @@ def _targets(address: str | list[str]) -> list[str]:
 
 
 def render(
-    addresses: Addresses, source: Path = SOURCE, rule_files: list[str] | None = None
+    addresses: Addresses,
+    source: Path = SOURCE,
+    rule_files: list[str] | None = None,
+    shard: int = 0,
+    shards: int = 1,
 ) -> dict[str, Any]:
     """The config with each job's targets replaced by `addresses[role]` (host:port, or a
     list of them), and the Alertmanager's by `addresses["alertmanager"]`.
 
     Rule-file globs become absolute, so the result can be written anywhere;
-    `rule_files` (relative to prometheus/) replaces the file's own list.
+    `rule_files` (relative to prometheus/) replaces the file's own list.  With several
+    `shards`, shard `shard` keeps its share of the sensor jobs' series and its
+    external label (homewatt/shards.py); the parts' own metrics are shard 0's to scrape.
     """
     doc = yaml.safe_load(source.read_text())
     rules = doc.get("rule_files", []) if rule_files is None else rule_files
@@ -88,15 +100,31 @@ def render(
     if "alertmanager" in addresses:
         for am in doc["alerting"]["alertmanagers"]:
             am["static_configs"] = [{"targets": _targets(addresses["alertmanager"])}]
+    if shards > 1:
+        doc["global"]["external_labels"].update(shard_labels(shard, shards))
+        if shard > 0:
+            doc["scrape_configs"] = [j for j in doc["scrape_configs"] if j["job_name"] in SHARD_JOBS]
+        for job in doc["scrape_configs"]:
+            if job["job_name"] in SENSOR_JOBS:
+                job["metric_relabel_configs"] = [
+                    *job.get("metric_relabel_configs", []),
+                    *keep_own(shard, shards),
+                ]
     return doc
 
 
 def write(
-    path: Path, addresses: Addresses, source: Path = SOURCE, rule_files: list[str] | None = None
+    path: Path,
+    addresses: Addresses,
+    source: Path = SOURCE,
+    rule_files: list[str] | None = None,
+    shard: int = 0,
+    shards: int = 1,
 ) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     header = f"# Generated from {source} by homewatt.promconfig: edit that file, not this one.\n"
-    path.write_text(header + yaml.safe_dump(render(addresses, source, rule_files), sort_keys=False))
+    doc = render(addresses, source, rule_files, shard, shards)
+    path.write_text(header + yaml.safe_dump(doc, sort_keys=False))
     return path
 
 

@@ -18,14 +18,18 @@ from pathlib import Path
 
 import yaml
 
-from homewatt import streams
+from homewatt import ruleralign, streams
 from homewatt.config import REPO, Settings, hostport
-from homewatt.contract import QUARTER_STREAM, RAW_STREAM, STREAM_LABEL
+from homewatt.contract import QUARTER_STREAM, RAW_STREAM, SHARD_LABEL, STREAM_LABEL
 from homewatt.procs import http_ok
 from homewatt.promconfig import RULER_RULES
+from homewatt.shards import labels as shard_labels
 from stack.supervisor import Service
 
 BINARY = REPO / "bin" / "thanos"
+
+# Labels that tell copies of one series apart, never different series: Query merges them.
+REPLICA_LABELS = (STREAM_LABEL, SHARD_LABEL)
 
 # Retention per stream and resolution (thanos/README.md says why).  Raw 1 s data
 # stays 100 days: the 90-day backfill stays queryable at 1 s for its whole span.
@@ -46,6 +50,11 @@ PORTS = {
     "compact-quarter-http": 8,
 }
 COMPACTORS = {RAW_STREAM: "compact-raw", QUARTER_STREAM: "compact-quarter"}
+# Shards 1, 2, ... (HOMEWATT_SHARDS): their Prometheus, sidecar and Ruler ports, SHARD_STRIDE
+# apart from HOMEWATT_THANOS_PORT_BASE + SHARD_BASE on; shard 0 is the ports above.
+SHARD_BASE = 20
+SHARD_STRIDE = 10
+SHARD_PORTS = {"prometheus": 0, "sidecar-grpc": 1, "sidecar-http": 2, "rule-grpc": 3, "rule-http": 4}
 
 
 class ThanosMissing(FileNotFoundError):
@@ -88,8 +97,26 @@ class Thanos:
     def bucket(self) -> Path:
         return self.settings.data / "bucket"
 
-    def addr(self, name: str) -> str:
-        return f"127.0.0.1:{self.settings.thanos_port_base + PORTS[name]}"
+    def addr(self, name: str, shard: int = 0) -> str:
+        base = self.settings.thanos_port_base
+        if shard == 0:
+            return f"127.0.0.1:{base + PORTS[name]}"
+        return f"127.0.0.1:{base + SHARD_BASE + SHARD_STRIDE * (shard - 1) + SHARD_PORTS[name]}"
+
+    @property
+    def shards(self) -> range:
+        return range(self.settings.shards)
+
+    def prometheus_url(self, shard: int = 0) -> str:
+        """Shard 0 is PROMETHEUS_URL; the others listen among the Thanos ports."""
+        return self.settings.prometheus_url if shard == 0 else f"http://{self.addr('prometheus', shard)}"
+
+    def tsdb(self, shard: int = 0) -> Path:
+        return self.settings.data / ("prometheus" if shard == 0 else f"prometheus-{shard}")
+
+    @staticmethod
+    def suffix(shard: int) -> str:
+        return "" if shard == 0 else f"-{shard}"
 
     def objstore_config(self) -> Path:
         """The filesystem bucket's config, with an absolute path (Thanos resolves it from its cwd)."""
@@ -108,32 +135,31 @@ class Thanos:
         grpc: bool = True,
         objstore: bool = True,
         ready_timeout: float = 60.0,
+        shard: int = 0,
     ) -> Service:
         """The flags every component shares are written here once: its addresses, the bucket, logging."""
         name = name or component
-        http = http or self.addr(f"{name}-http")
+        http = http or self.addr(f"{name}-http", shard)
         common = [f"--http-address={http}"]
         if grpc:
-            common.append(f"--grpc-address={self.addr(f'{name}-grpc')}")
+            common.append(f"--grpc-address={self.addr(f'{name}-grpc', shard)}")
         if objstore:
             common.append(f"--objstore.config-file={self.objstore_config()}")
         host, port = hostport(http)
         return Service(
-            name=f"thanos-{name}",
+            name=f"thanos-{name}{self.suffix(shard)}",
             argv=[self.binary, component, *args, *common, "--log.level=info"],
             listen=(host, port),
             ready=http_ok(f"http://{http}/-/ready"),
             ready_timeout=ready_timeout,
         )
 
-    def sidecar(self) -> Service:
-        """Uploads Prometheus's 2 h blocks to the bucket and serves its recent data to Query."""
+    def sidecar(self, shard: int = 0) -> Service:
+        """Uploads a Prometheus's 2 h blocks to the bucket and serves its recent data to Query."""
         return self._service(
             "sidecar",
-            [
-                f"--tsdb.path={self.settings.data / 'prometheus'}",
-                f"--prometheus.url={self.settings.prometheus_url}",
-            ],
+            [f"--tsdb.path={self.tsdb(shard)}", f"--prometheus.url={self.prometheus_url(shard)}"],
+            shard=shard,
         )
 
     def store(self) -> Service:
@@ -149,16 +175,18 @@ class Thanos:
         )
 
     def query(self) -> Service:
-        """One view over the sidecar, the store and the Ruler; the two streams merge 1:1 (chain)."""
+        """One view over the sidecars, the store and the Rulers; the two streams merge 1:1 (chain),
+        and so do the shards (a sensor lives in one: homewatt/shards.py)."""
         host, port = hostport(self.settings.history_url)
-        endpoints = {
-            "endpoints": [{"address": self.addr(n)} for n in ("sidecar-grpc", "store-grpc", "rule-grpc")]
-        }
+        names = [self.addr("store-grpc")] + [
+            self.addr(n, i) for i in self.shards for n in ("sidecar-grpc", "rule-grpc")
+        ]
+        endpoints = {"endpoints": [{"address": a} for a in names]}
         return self._service(
             "query",
             [
                 f"--endpoint.sd-config={yaml.safe_dump(endpoints)}",
-                f"--query.replica-label={STREAM_LABEL}",
+                *(f"--query.replica-label={label}" for label in REPLICA_LABELS),
                 "--deduplication.func=chain",
                 "--query.auto-downsampling",
             ],
@@ -166,23 +194,34 @@ class Thanos:
             objstore=False,
         )
 
-    def ruler(self) -> Service:
-        """The 15m group (with the counter's quarter-hour reading), written as the quarter stream,
-        and the alerts that need weeks of history, sent to Alertmanager without the stream label
+    def ruler(self, shard: int = 0) -> Service:
+        """The 15m group (with the counter's reading on each quarter-hour), written as the quarter
+        stream, and the alerts that need weeks of history, sent to Alertmanager without the stream label
         (as Prometheus's are)."""
-        labels = streams.stream_labels(QUARTER_STREAM, self.prometheus_config)
+        shards = self.settings.shards
+        labels = {
+            **streams.stream_labels(QUARTER_STREAM, self.prometheus_config),
+            **shard_labels(shard, shards),
+        }
+        data_dir = self.dir / f"rule{self.suffix(shard)}"
+        # Copies whose recording groups read and stamp on the quarter-hour, and read only this
+        # shard's sensors; alert-only files (weeks of every sensor) run in shard 0's Ruler only.
+        sources = self.rule_files if shard == 0 else tuple(filter(ruleralign.records, self.rule_files))
+        dest = self.settings.data / "run" / f"rules{self.suffix(shard)}"
+        files = ruleralign.ruler_files(sources, dest, data_dir, shard, shards)
         return self._service(
             "rule",
             [
-                f"--data-dir={self.dir / 'rule'}",
-                *(f"--rule-file={r}" for r in self.rule_files),
+                f"--data-dir={data_dir}",
+                *(f"--rule-file={r}" for r in files),
                 f"--query={self.settings.history_url}",
                 *streams.label_flags(labels),
                 f"--tsdb.block-duration={self.timings.block_duration}",
                 f"--alertmanagers.url={self.settings.alertmanager_url}",
-                f"--alert.label-drop={STREAM_LABEL}",
+                *(f"--alert.label-drop={label}" for label in REPLICA_LABELS),
                 f"--alert.query-url={self.settings.history_url}",
             ],
+            shard=shard,
         )
 
     def compactor(self, stream: str) -> Service:
@@ -220,10 +259,10 @@ class Thanos:
     def services(self) -> list[Service]:
         """In start order: Query needs nothing to start; the Ruler queries Query."""
         return [
-            self.sidecar(),
+            *(self.sidecar(i) for i in self.shards),
             self.store(),
             self.query(),
-            self.ruler(),
+            *(self.ruler(i) for i in self.shards),
             self.compactor(RAW_STREAM),
             self.compactor(QUARTER_STREAM),
         ]

@@ -22,7 +22,7 @@ import yaml
 
 from backfill.api import upload_commands
 from backfill.ingest import Target
-from homewatt import contract, promconfig, streams
+from homewatt import contract, promconfig, ruleralign, streams
 from homewatt.config import REPO
 from homewatt.procs import free_port, http_ok, wait_until
 from stack.supervisor import Service, Supervisor
@@ -190,9 +190,21 @@ def test_each_rule_file_runs_once_in_the_stack(services):
         (promconfig.COMPOSE.parent / p).resolve()
         for p in yaml.safe_load(promconfig.COMPOSE.read_text())["rule_files"]
     ]
-    ruler = [
-        repo_path(p, services["thanos-ruler"]) for p in flags(command(services["thanos-ruler"]))["rule-file"]
-    ]
+    ruler_args = flags(command(services["thanos-ruler"]))
+    copies = {p: repo_path(p, services["thanos-ruler"]) for p in ruler_args["rule-file"]}
+    # The Ruler loads generated copies (thanos/rules/), each its source plus the query_offset
+    # that its paths in the container give (homewatt/ruleralign.py).
+    ruler = [rules / copy.name for copy in copies.values()]
+    for loaded_as, copy in copies.items():
+        assert copy.parent == ruleralign.COMPOSE_DIR
+        (data_dir,) = ruler_args["data-dir"]
+        assert (data_dir, loaded_as) == (
+            ruleralign.COMPOSE_DATA_DIR,
+            f"{ruleralign.COMPOSE_MOUNT}/rules/{copy.name}",
+        )
+        assert copy.read_text() == ruleralign.render(rules / copy.name, data_dir, loaded_as), (
+            f"{copy} is stale: run `make generate`"
+        )
     assert sorted(prom_rules + ruler) == sorted(native + ruler_only)  # none lost, none evaluated twice
     assert ruler == [(promconfig.COMPOSE.parent / p).resolve() for p in promconfig.RULER_RULES]
     # Prometheus (native or Docker) never loads the Ruler-only rules.

@@ -26,7 +26,7 @@ import pytest
 import requests
 import yaml
 
-from homewatt import promapi, streams
+from homewatt import promapi, ruleralign, streams
 from homewatt.config import REPO, Settings
 from homewatt.contract import DAY, QUARTER_STREAM, RAW_STREAM, READING15M, STREAM_LABEL
 from homewatt.fleet import load_fleet
@@ -396,8 +396,15 @@ def test_the_sidecar_uploads_live_blocks_and_the_ruler_writes_the_quarter_stream
         # Each reading the Ruler made is the counter's latest sample when it evaluated (a
         # scrape stamped just before the evaluation may have been stored just after it,
         # so the sample before that one counts too).
+        # The Ruler hands Prometheus's rule manager its copy under this name, which the
+        # group's evaluation offset is a hash of (homewatt/ruleralign.py).
+        for loaded in settings.data.glob("run/rules/*.yml"):
+            assert Path(ruleralign.managed_file(str(thanos.dir / "rule"), str(loaded.resolve()))).is_file()
         (series,) = promapi.query(settings.history_url, f"{READING15M.name}[10m]", extra=GRAFANA)
         assert len(series["values"]) >= 2
+        # On the clock: the group runs every minute here, so every reading is on a whole minute,
+        # and two consecutive readings are the counter's increase over that calendar minute.
+        assert [float(t) % 60 for t, _ in series["values"]] == [0.0] * len(series["values"])
         for t, v in series["values"]:
             (recent,) = promapi.query(
                 settings.history_url,
