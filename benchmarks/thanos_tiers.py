@@ -248,7 +248,7 @@ def serving_tier(sensors: int, raw_days: int, history_days: int) -> Iterator[dic
             print(f"compactors: one iteration each, {time.monotonic() - t0:.0f} s")
             after = tier_sizes(thanos.bucket)
             sup.run(thanos.store())
-            sup.run(thanos.query())
+            sup.run(thanos.query(endpoints=[thanos.addr("store-grpc")]))
             store = "http://" + thanos.addr("store-http")
             n = len(metas(thanos.bucket))
             wait_until(

@@ -55,31 +55,40 @@ def _raise_stop(signum: int, _frame: object) -> None:
     raise Stop(signal.Signals(signum).name)
 
 
-def wait_for_live_data(prometheus_url: str, sensors: int, timeout: float = 30.0) -> float:
-    """Seconds until every sensor has a power sample no older than 2 s in Prometheus."""
+def wait_for_live_data(prometheus_urls: list[str], sensors: int, timeout: float = 30.0) -> float:
+    """Seconds until every sensor has a power sample no older than 2 s in Prometheus (in
+    one of the shards: each keeps its own sensors)."""
     start = time.monotonic()
     expr = f"count(time() - timestamp({POWER.name}) <= 2)"
 
+    def fresh(url: str) -> int:
+        got = promapi.query(url, expr)
+        return int(float(got[0]["value"][1])) if got else 0
+
     def all_fresh() -> bool:
-        got = promapi.query(prometheus_url, expr)
-        return bool(got) and int(float(got[0]["value"][1])) >= sensors
+        return sum(fresh(url) for url in prometheus_urls) >= sensors
 
     try:
         wait_until(all_fresh, timeout, f"fresh power for all {sensors} sensors", errors=(promapi.PromError,))
     except WaitTimeout as exc:
-        raise StartError(f"Prometheus at {prometheus_url} shows no {exc}") from None
+        raise StartError(f"Prometheus at {', '.join(prometheus_urls)} shows no {exc}") from None
     return time.monotonic() - start
 
 
 def backfill_history(settings: Settings, thanos: Thanos) -> Summary:
     """Backfill once into the bucket: the first start writes and uploads the history,
-    later starts find it done (the journal) and uploaded (the shipper's file)."""
+    later starts find it done (the journal) and uploaded (the shipper's file).
+
+    The history is written once, without a shard label: Query merges it with each
+    sensor's live series whichever shard keeps them (homewatt/shards.py).  The live
+    start is read where every sensor is: the one Prometheus, or Query over the shards.
+    """
     log.info("backfilling history into the bucket (first start only; later starts skip it) ...")
     return backfill(
         Options(
             data=settings.data,
             fleet=settings.fleet,
-            prometheus_url=settings.prometheus_url,
+            prometheus_url=settings.prometheus_url if settings.shards == 1 else settings.history_url,
             pushgateway_url=settings.pushgateway_url,
             raw_days=settings.raw_days,
             history_days=settings.history_days,
@@ -112,7 +121,7 @@ def graph_link(prometheus_url: str, expr: str, range_input: str = "15m") -> str:
 
 
 def summary(settings: Settings, stack: Stack, fleet: Fleet, grafana: bool) -> str:
-    p, q = settings.prometheus_url, settings.history_url
+    p, q = stack.live_url, settings.history_url
     per_minute = graph_link(q, f"{INC1M.name} / 3.6e6", "1h")
     breakdown = graph_link(p, USAGE_SHARE.name, "1h").replace("g0.tab=0", "g0.tab=1")
     per_day = graph_link(q, f"sum_over_time({INC15M.name}[1d]) / 3.6e6", "3y")
@@ -144,10 +153,17 @@ def summary(settings: Settings, stack: Stack, fleet: Fleet, grafana: bool) -> st
             f"  Live power (kW), last 15 min:  {graph_link(p, f'{POWER.name} / 1000')}",
             f"  Energy per minute (kWh):       {per_minute}",
             f"  Energy per day (kWh), 3 years: {per_day}",
-            f"  Prometheus UI (live, 3 days):  {p}/graph",
+            *(
+                [f"  Prometheus UI (live, 3 days):  {p}/graph"]
+                if settings.shards == 1
+                else [
+                    f"  Prometheus shard {i} (3 days):   {url}/graph"
+                    for i, url in enumerate(stack.prometheus_urls())
+                ]
+            ),
             f"  Thanos Query UI (3 years):     {q}/graph",
             f"  Thanos stores (bucket, live):  {q}/stores",
-            f"  Scrape targets:                {p}/targets",
+            f"  Scrape targets:                {settings.prometheus_url}/targets",
             f"  Exporter metrics:              http://{settings.exporter_listen}/metrics",
             *(
                 [f"  Devices, seconds since heard:  {graph_link(p, f'time() - {DEVICE_LAST_SEEN.name}')}"]
@@ -155,7 +171,7 @@ def summary(settings: Settings, stack: Stack, fleet: Fleet, grafana: bool) -> st
                 else []
             ),
             f"  Usage breakdown (partner):     {breakdown}",
-            f"  Alerts (rules, pending):       {p}/alerts",
+            f"  Alerts (rules, pending):       {settings.prometheus_url}/alerts",
             f"  Alertmanager:                  {settings.alertmanager_url}/#/alerts",
             f"  Notifications received:        http://{settings.receiver_listen}/",
             f"  Pushgateway:                   {settings.pushgateway_url}",
@@ -195,7 +211,7 @@ def run(settings: Settings, fleet: Fleet) -> int:
                 log.info("starting %s ...", service.name)
                 supervisor.run(service)
             supervisor.keep_running()  # from here on, a part that dies is restarted
-            took = wait_for_live_data(settings.prometheus_url, len(fleet.modelled))
+            took = wait_for_live_data(stack.prometheus_urls(), len(fleet.modelled))
             log.info(
                 "live data for all %d modelled sensors in Prometheus after %.1f s", len(fleet.modelled), took
             )

@@ -51,7 +51,8 @@ class Stack:
 
     @property
     def tsdb(self) -> Path:
-        return self.data / "prometheus"
+        """Shard 0's TSDB (the only one by default)."""
+        return self.thanos().tsdb(0)
 
     def addresses(self) -> dict[str, str]:
         def addr(url: str) -> str:
@@ -73,19 +74,20 @@ class Stack:
         host, port = hostport(self.settings.history_url)
         return {
             **self.addresses(),
-            "thanos-sidecar": thanos.addr("sidecar-http"),
+            "thanos-sidecar": [thanos.addr("sidecar-http", i) for i in thanos.shards],
             "thanos-store": thanos.addr("store-http"),
             "thanos-query": f"{host}:{port}",
-            "thanos-rule": thanos.addr("rule-http"),
+            "thanos-rule": [thanos.addr("rule-http", i) for i in thanos.shards],
             "thanos-compact": [thanos.addr(f"{name}-http") for name in COMPACTORS.values()],
         }
 
-    def prometheus(self, standalone: bool = False, block: str = "2h") -> Service:
+    def prometheus(self, standalone: bool = False, block: str = "2h", shard: int = 0) -> Service:
         """Prometheus under a Thanos sidecar: 2 h blocks that it never compacts (the sidecar
         uploads them, the compactor compacts them in the bucket), the 1m rules only.
 
         `standalone`: a Prometheus that holds its own history and runs every rule file.
         `block`: the block length (tests shorten it to see the sidecar upload).
+        `shard`: which of HOMEWATT_SHARDS (homewatt/shards.py); shard 0 is PROMETHEUS_URL.
         """
         if standalone:
             rules, tsdb = None, [f"--storage.tsdb.retention.time={STANDALONE_RETENTION}"]
@@ -96,23 +98,39 @@ class Stack:
                 f"--storage.tsdb.min-block-duration={block}",
                 f"--storage.tsdb.max-block-duration={block}",
             ]
-        targets = self.scrape_targets()
-        config = promconfig.write(self.data / "run" / "prometheus.yml", targets, rule_files=rules)
-        url = self.settings.prometheus_url
+        thanos = self.thanos()
+        url = thanos.prometheus_url(shard)
+        host, port = hostport(url)
+        targets = {**self.scrape_targets(), "prometheus": f"{host}:{port}"}
+        config = promconfig.write(
+            self.data / "run" / f"prometheus{thanos.suffix(shard)}.yml",
+            targets,
+            rule_files=rules,
+            shard=shard,
+            shards=self.settings.shards,
+        )
         return Service(
-            name="prometheus",
+            name=f"prometheus{thanos.suffix(shard)}",
             argv=[
                 binary("prometheus"),
                 f"--config.file={config}",
-                f"--storage.tsdb.path={self.tsdb}",
+                f"--storage.tsdb.path={thanos.tsdb(shard)}",
                 *tsdb,
-                f"--web.listen-address={self.addresses()['prometheus']}",
+                f"--web.listen-address={host}:{port}",
                 "--web.enable-lifecycle",
                 "--web.enable-admin-api",
             ],
-            listen=hostport(url),
+            listen=(host, port),
             ready=http_ok(f"{url}/-/ready"),
         )
+
+    def prometheus_urls(self) -> list[str]:
+        return [self.thanos().prometheus_url(i) for i in range(self.settings.shards)]
+
+    @property
+    def live_url(self) -> str:
+        """Where the live views read: the one Prometheus, or Query over the shards' sidecars."""
+        return self.settings.prometheus_url if self.settings.shards == 1 else self.settings.history_url
 
     @property
     def fleet(self) -> Fleet:
@@ -231,7 +249,7 @@ class Stack:
                 "GF_PATHS_LOGS": str(self.data / "grafana" / "log"),
                 "GF_SERVER_HTTP_ADDR": host,
                 "GF_SERVER_HTTP_PORT": str(port),
-                "PROMETHEUS_URL": self.settings.prometheus_url,
+                "PROMETHEUS_URL": self.live_url,
                 "HISTORY_URL": self.settings.history_url,
                 "HOMEWATT_DASHBOARDS": str(grafana_dir / "dashboards"),
             },
@@ -291,7 +309,8 @@ class Stack:
     def services(self, standalone: bool = False) -> list[Service]:
         """The live path, which runs before the backfill; Thanos and `partner_services` follow."""
         (self.data / "pushgateway").mkdir(parents=True, exist_ok=True)
-        return [self.pushgateway(), *self.device_services(), self.exporter(), self.prometheus(standalone)]
+        prometheus = [self.prometheus(standalone, shard=i) for i in range(self.settings.shards)]
+        return [self.pushgateway(), *self.device_services(), self.exporter(), *prometheus]
 
     def alerting_services(self) -> list[Service]:
         """The receiver first, so that Alertmanager's first notification has somewhere to land."""

@@ -174,18 +174,25 @@ class Thanos:
             ready_timeout=120.0,
         )
 
-    def query(self) -> Service:
+    def query(self, endpoints: list[str] | None = None) -> Service:
         """One view over the sidecars, the store and the Rulers; the two streams merge 1:1 (chain),
-        and so do the shards (a sensor lives in one: homewatt/shards.py)."""
+        and so do the shards (a sensor lives in one: homewatt/shards.py).
+
+        Every endpoint is strict: one that is down stays in the set, so a query that refuses
+        partial answers (the History datasource, the nightly job) fails instead of quietly
+        reading less (a fleet's sum without a shard).  `endpoints`: tests that run only some
+        components (the store alone) name those.
+        """
         host, port = hostport(self.settings.history_url)
-        names = [self.addr("store-grpc")] + [
-            self.addr(n, i) for i in self.shards for n in ("sidecar-grpc", "rule-grpc")
-        ]
-        endpoints = {"endpoints": [{"address": a} for a in names]}
+        if endpoints is None:
+            endpoints = [self.addr("store-grpc")] + [
+                self.addr(n, i) for i in self.shards for n in ("sidecar-grpc", "rule-grpc")
+            ]
+        config = {"endpoints": [{"address": a, "strict": True} for a in endpoints]}
         return self._service(
             "query",
             [
-                f"--endpoint.sd-config={yaml.safe_dump(endpoints)}",
+                f"--endpoint.sd-config={yaml.safe_dump(config)}",
                 *(f"--query.replica-label={label}" for label in REPLICA_LABELS),
                 "--deduplication.func=chain",
                 "--query.auto-downsampling",

@@ -31,20 +31,27 @@ TEST_TIMINGS = dict(
 )
 
 
+def write_part(
+    data: Path, fleet_file: Path, end: dt.datetime, raw_days: float, history_days: float, out: Path
+) -> Summary:
+    """One backfill into out/{raw,quarter}, not uploaded."""
+    return run_backfill(
+        options_from_argv(
+            [
+                *("--data", str(data), "--fleet", str(fleet_file), "--end", end.isoformat()),
+                *("--raw-days", str(raw_days), "--history-days", str(history_days), "--no-progress"),
+                *("--bucket-dir", str(out)),
+            ]
+        )
+    )
+
+
 def fill(root: Path, data: Path, fleet_file: Path, parts: Parts, objstore: Path) -> dict[str, Summary]:
     """Backfill each part into root/<name>/{raw,quarter} and upload it with bin/thanos."""
     labels = {s: streams.stream_labels(s) for s in STREAMS}
     summaries = {}
     for name, (end, raw_days, history_days) in parts.items():
-        summary = run_backfill(
-            options_from_argv(
-                [
-                    *("--data", str(data), "--fleet", str(fleet_file), "--end", end.isoformat()),
-                    *("--raw-days", str(raw_days), "--history-days", str(history_days), "--no-progress"),
-                    *("--bucket-dir", str(root / name)),
-                ]
-            )
-        )
+        summary = write_part(data, fleet_file, end, raw_days, history_days, root / name)
         upload(upload_commands(summary.target, objstore, labels, str(BINARY)))
         summaries[name] = summary
     return summaries

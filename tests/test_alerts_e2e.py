@@ -156,7 +156,7 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
             stack.prometheus(),
         ):
             sup.run(service)
-        wait_for_live_data(settings.prometheus_url, 2)
+        wait_for_live_data([settings.prometheus_url], 2)
         for service in thanos.services():
             sup.run(service)
         backfill_history(settings, thanos)

@@ -26,6 +26,7 @@ from homewatt import contract, promconfig, ruleralign, streams
 from homewatt.config import REPO
 from homewatt.procs import free_port, http_ok, wait_until
 from stack.supervisor import Service, Supervisor
+from stack.thanos import REPLICA_LABELS
 
 COMPOSE = REPO / "docker-compose.yml"
 MOUNT = "/etc/homewatt"  # where compose mounts the repository's config folders
@@ -220,7 +221,8 @@ def test_stream_labels_selectors_and_retention_fit_together(services):
     ruler = flags(command(services["thanos-ruler"]))
     assert sorted(f"--label={v}" for v in ruler["label"]) == streams.label_flags(quarter)
     query = flags(command(services["thanos-query"]))
-    assert query["query.replica-label"] == [contract.STREAM_LABEL]
+    assert query["query.replica-label"] == list(REPLICA_LABELS)  # as `make up`'s Query
+    assert ruler["alert.label-drop"] == list(REPLICA_LABELS)
     # The two streams differ by the replica label only, so Query merges them into one series set.
     assert {k: v for k, v in raw.items() if k != contract.STREAM_LABEL} == {
         k: v for k, v in quarter.items() if k != contract.STREAM_LABEL

@@ -83,7 +83,7 @@ def data(tmp_path_factory):
     with Supervisor(settings.data / "logs") as sup:
         for service in stack.services(standalone=True):
             sup.run(service)
-        wait_for_live_data(settings.prometheus_url, 1)
+        wait_for_live_data([settings.prometheus_url], 1)
         summary = run_backfill(
             options_from_argv(
                 [

@@ -109,12 +109,19 @@ def series_values(result: list[dict[str, Any]]) -> dict[str, list[tuple[float, f
     return out
 
 
-def assert_history_panels_match(native: str, thanos: str) -> list[str]:
-    """Every History panel query, sent to Thanos Query as Grafana sends it, answers what
+def assert_panels_match(
+    native: str,
+    thanos: str,
+    dashboard: str = "history",
+    now: dt.datetime = NOW,
+    sensor: str = SENSOR,
+    spans: list[tuple[str, str] | None] | None = None,
+) -> list[str]:
+    """Every panel query of a dashboard, sent to Thanos Query as Grafana sends it, answers what
     the native Prometheus answers: energy exactly, mean power within 0.5 %."""
     compared = []
-    for span in SPANS:
-        for q in ge.queries(dashboards()["history"], NOW, SENSOR, span):
+    for span in SPANS if spans is None else spans:
+        for q in ge.queries(dashboards()[dashboard], now, sensor, span):
             want = series_values(run_query(native, q))
             got = series_values(run_query(thanos, q, GRAFANA))
             assert got.keys() == want.keys(), (q.panel, span)  # both empty where the data ends
@@ -162,7 +169,7 @@ def tier(tmp_path_factory: pytest.TempPathFactory):
     with Supervisor(data / "logs") as sup:
         sup.run(Stack(ref_settings).prometheus(standalone=True))
         sup.run(thanos.store())
-        sup.run(thanos.query())
+        sup.run(thanos.query(endpoints=[thanos.addr("store-grpc")]))
         yield {
             "root": root,
             "settings": settings,
@@ -205,7 +212,7 @@ def test_query_serves_the_uploaded_history_as_native_prometheus_does(tier):
     bucket = tier["thanos"].bucket
     assert set(resolutions(bucket, RAW_STREAM)) == {0} == set(resolutions(bucket, QUARTER_STREAM))
     assert_no_overlap(bucket)
-    compared = assert_history_panels_match(tier["native"], tier["query"])
+    compared = assert_panels_match(tier["native"], tier["query"])
     assert {"Mean power (kW)", "Energy per day (kWh), each bar on its local day"} <= set(compared)
 
 
@@ -280,7 +287,7 @@ def test_compactor_killed_mid_run_then_restarted_downsamples_without_overlap(tie
 
 def test_downsampled_data_gives_the_native_numbers(tier):
     wait_store_synced(tier)
-    compared = assert_history_panels_match(tier["native"], tier["query"])
+    compared = assert_panels_match(tier["native"], tier["query"])
     assert "Energy per week (kWh)" in compared
 
 
@@ -324,7 +331,7 @@ def test_after_raw_retention_the_history_still_gives_the_native_numbers(tier):
     )
     assert got and len(got[0]["values"]) == 25
     # ... and every History panel from the quarter stream, as before.
-    assert_history_panels_match(tier["native"], tier["query"])
+    assert_panels_match(tier["native"], tier["query"])
 
 
 def listed_flags() -> dict[str, Any]:

@@ -121,7 +121,7 @@ def test_never_fires_on_three_years_of_the_default_homes(tmp_path: Path) -> None
     with Supervisor(settings.data / "logs") as sup:
         for service in Stack(settings).services(standalone=True):
             sup.run(service)
-        wait_for_live_data(url, len(homes))
+        wait_for_live_data([url], len(homes))
         summary = run_backfill(
             options_from_argv(
                 [
