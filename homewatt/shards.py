@@ -35,10 +35,16 @@ def shard_of(sensor: str, shards: int) -> int:
 
 
 def keep_own(shard: int, shards: int) -> list[dict[str, Any]]:
-    """metric_relabel_configs keeping the shard's sensors (and the sensor-less series if they hash here)."""
+    """metric_relabel_configs keeping the shard's sensors (and the sensor-less series if they hash here).
+
+    The hash goes into a temporary label that is dropped again: unlike target
+    relabelling, metric relabelling keeps `__`-prefixed labels, and a stored one would
+    split each sensor's live series from its backfilled history.
+    """
     return [
         {"source_labels": [SENSOR], "modulus": shards, "target_label": TMP_LABEL, "action": "hashmod"},
         {"source_labels": [TMP_LABEL], "regex": str(shard), "action": "keep"},
+        {"regex": TMP_LABEL, "action": "labeldrop"},
     ]
 
 

@@ -8,7 +8,10 @@ Docker stack's MinIO; blocks and their retention are the same.
 
 Ports: Query's HTTP port comes from HISTORY_URL (10902); the others sit just
 above HOMEWATT_THANOS_PORT_BASE (10903: Query gRPC, then sidecar, store and
-Ruler gRPC/HTTP, then the compactors' HTTP), all on 127.0.0.1.
+Ruler gRPC/HTTP, then the compactors' HTTP), all on 127.0.0.1.  With
+HOMEWATT_SHARDS > 1, shard i >= 1 has its own Prometheus, sidecar and Ruler from
+HOMEWATT_THANOS_PORT_BASE + SHARD_BASE + SHARD_STRIDE * (i - 1) on; the store,
+Query and the compactors serve every shard.
 """
 
 from __future__ import annotations

@@ -93,7 +93,8 @@ def test_each_shards_config_is_valid_and_keeps_its_share(tmp_path):
         assert doc["global"]["external_labels"][SHARD_LABEL] == str(shard)
         jobs.append({j["job_name"]: j for j in doc["scrape_configs"]})
         for name in promconfig.SENSOR_JOBS:
-            assert jobs[-1][name]["metric_relabel_configs"][-2:] == shards.keep_own(shard, SHARDS)
+            keep = shards.keep_own(shard, SHARDS)
+            assert jobs[-1][name]["metric_relabel_configs"][-len(keep) :] == keep
     assert set(jobs[1]) == promconfig.SHARD_JOBS < set(jobs[0])
     # Each listens where stack/thanos.py says, the second shard among the Thanos ports.
     base = stack.settings.thanos_port_base + SHARD_BASE
@@ -185,6 +186,11 @@ def test_each_shard_keeps_exactly_its_sensors_live(sharded):
         assert live() == wanted
     fresh = promapi.query(sharded["query"], f"count by ({SENSOR}) (time() - timestamp({POWER.name}) < 5)")
     assert {r["metric"][SENSOR]: r["value"][1] for r in fresh} == dict.fromkeys(IDS, "1")
+    # Live and the shard's backfilled day are one series, with the labels the backfill writes.
+    for r in promapi.query(sharded["query"], f"last_over_time({POWER.name}[1d])", extra=GRAFANA):
+        assert set(r["metric"]) == {"__name__", "instance", "job", SENSOR}, r["metric"]
+    day = promapi.query(sharded["query"], f"count by ({SENSOR}) (last_over_time({POWER.name}[1d]))")
+    assert {r["metric"][SENSOR]: r["value"][1] for r in day} == dict.fromkeys(IDS, "1")
 
 
 def test_every_dashboard_query_gives_the_single_prometheus_numbers(sharded):
