@@ -182,7 +182,10 @@ def test_each_shard_keeps_exactly_its_sensors_live(sharded):
         def live(url: str = url) -> set[str]:
             return {r["metric"][SENSOR] for r in promapi.query(url, POWER.name)}
 
-        wait_until(lambda w=wanted: live() >= w, 30, f"live power of {sorted(wanted)} in shard {shard}")
+        def all_there(url: str = url, wanted: set[str] = wanted) -> bool:
+            return live(url) >= wanted
+
+        wait_until(all_there, 30, f"live power of {sorted(wanted)} in shard {shard}")
         assert live() == wanted
     fresh = promapi.query(sharded["query"], f"count by ({SENSOR}) (time() - timestamp({POWER.name}) < 5)")
     assert {r["metric"][SENSOR]: r["value"][1] for r in fresh} == dict.fromkeys(IDS, "1")
