@@ -60,6 +60,25 @@ def parser() -> argparse.ArgumentParser:
     )
     for p in (r, sub.choices["deliver"], s):
         p.add_argument("--no-progress", action="store_true")
+        p.add_argument(
+            "--send-workers",
+            type=int,
+            metavar="N",
+            help="requests to the partner in flight at most (default HOMEWATT_PARTNER_SEND_WORKERS, 4)",
+        )
+    for p in (r, s):
+        p.add_argument(
+            "--fetch-workers",
+            type=int,
+            metavar="N",
+            help="range requests to the history in flight (default HOMEWATT_PARTNER_FETCH_WORKERS, 3)",
+        )
+        p.add_argument(
+            "--fetch-batch",
+            type=int,
+            metavar="N",
+            help="sensors per range request (default HOMEWATT_PARTNER_FETCH_BATCH, 5)",
+        )
     return ap
 
 
@@ -67,18 +86,27 @@ def _client(settings: Settings) -> PartnerClient:
     return PartnerClient(settings.partner_url, read_token())
 
 
+SHOWN_PROBLEMS = 20  # a night of 10,000 failures is summed up, `outbox` lists them all
+
+
 def _report(settings: Settings, stats: job.Stats, what: str) -> None:
     print(stats.line(what))
-    for p in stats.problems:
+    for p in stats.problems[:SHOWN_PROBLEMS]:
         print(f"  {p}")
+    if len(stats.problems) > SHOWN_PROBLEMS:
+        print(
+            f"  ... and {len(stats.problems) - SHOWN_PROBLEMS} more "
+            "(the log has each; `python -m partner_job outbox` lists what is pending)"
+        )
     q = urllib.parse.urlencode({"g0.expr": USAGE_SHARE.name, "g0.tab": "1"})
     print(f"  breakdowns: {settings.prometheus_url}/graph?{q}   outbox: {settings.data / 'outbox'}")
+    print(f"  pushed to: {settings.pushgateway_url}/   (partner: {settings.partner_url})")
 
 
 def show_outbox(outbox: Outbox) -> int:
-    pending, rejected = outbox.pending(), outbox.rejected()
-    print(f"{len(pending)} pending in {outbox.pending_dir}:")
-    for e in pending:
+    paths, rejected = outbox.paths(), outbox.rejected()
+    print(f"{len(paths)} pending in {outbox.pending_dir}:")
+    for e in outbox.scan():
         written = dt.datetime.fromtimestamp(e.created, dt.UTC).isoformat() if e.created else "?"
         print(f"  {e.key}  written {written}, {e.attempts} attempts, last error: {e.last_error or '-'}")
     print(f"{len(rejected)} rejected in {outbox.rejected_dir} (requeue KEY sends one again):")
@@ -121,30 +149,38 @@ def main(argv: list[str] | None = None) -> int:
         print(f"partner_job: {exc}", file=sys.stderr)
         return 2
     progress = not args.no_progress
+    workers = {k: getattr(args, k, None) for k in ("fetch_workers", "fetch_batch", "send_workers")}
+    if any(n is not None and n < 1 for n in workers.values()):
+        print(
+            "partner_job: --fetch-workers, --fetch-batch and --send-workers take 1 or more", file=sys.stderr
+        )
+        return 2
     if args.cmd == "run":
         try:
             Window.ending(args.at, tz)
         except ValueError as exc:
             print(f"partner_job: {exc}", file=sys.stderr)
             return 2
-        stats = job.run(settings, sensors, args.at, client, progress, tz)
+        stats = job.run(settings, sensors, args.at, client, progress, tz, **workers)
         _report(settings, stats, f"window ending {args.at.isoformat()}")
         return 0 if not stats.failed and not stats.rejected else 1
     if args.cmd == "deliver":
-        stats = job.deliver(settings, client, outbox, progress)
+        stats = job.deliver(settings, client, outbox, progress, args.send_workers)
         _report(settings, stats, "outbox")
         return 0 if not stats.failed and not stats.rejected else 1
 
     def run_midnight(midnight: dt.datetime) -> None:
         _report(
             settings,
-            job.run(settings, sensors, midnight, client, progress, tz),
+            job.run(settings, sensors, midnight, client, progress, tz, **workers),
             f"window ending {midnight.isoformat()}",
         )
 
     def deliver() -> None:
-        if outbox.pending():
-            _report(settings, job.deliver(settings, client, outbox, progress), "outbox retry")
+        if outbox.paths():
+            _report(
+                settings, job.deliver(settings, client, outbox, progress, args.send_workers), "outbox retry"
+            )
         else:
             job.report_outbox(settings, outbox)  # a requeued or deleted payload stops counting
 

@@ -1,6 +1,7 @@
 """The partner API client (DESIGN.md "Partner API"): send, retry as the partner asks, validate.
 
-429 and 503 are waited out for exactly their Retry-After; timeouts, connection
+429 and 503 are waited out for exactly their Retry-After, by every thread sending
+through this client (its Gate), which then lets fewer requests fly; timeouts, connection
 errors and other 5xx back off exponentially (capped, with full jitter); an
 answer that is not a valid breakdown is retried the same way (the payload is
 fine, the partner is not); any other 4xx is final and comes back with the
@@ -9,18 +10,18 @@ partner's problem detail.
 
 from __future__ import annotations
 
-import gzip
 import math
 import random
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import requests
+from requests.adapters import HTTPAdapter
 
-from partner_job.outbox import Entry
+from partner_job.gate import Gate
 
 USAGE_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
@@ -29,7 +30,16 @@ class InvalidAnswer(ValueError):
     pass
 
 
-def validate(answer: Any, entry: Entry) -> dict[str, Any]:
+class Sendable(Protocol):
+    """What is sent: an outbox Entry (payload in memory) or Pending (body read from disk)."""
+
+    key: str
+    sensor: str
+
+    def gzip_body(self) -> bytes: ...
+
+
+def validate(answer: Any, entry: Sendable) -> dict[str, Any]:
     """A breakdown we can show: right sensor, shares in [0, 1] adding up to 1 +- 0.001."""
     if not isinstance(answer, dict):
         raise InvalidAnswer("answer is not a JSON object")
@@ -97,25 +107,28 @@ class PartnerClient:
         self.max_retry_after = max_retry_after
         self.sleep = sleep
         self.rng = rng or random.Random()
+        self.gate = Gate()
         self.session = requests.Session()
+        self.session.mount(self.url, HTTPAdapter(pool_connections=1, pool_maxsize=64))  # one per sender
 
     def backoff(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(cap, base x 2^(attempt-1))]."""
         return self.rng.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
 
-    def send(self, entry: Entry) -> Outcome:
-        body = gzip.compress(entry.body(), mtime=0)
+    def send(self, entry: Sendable) -> Outcome:
         headers = {
             "Authorization": f"Bearer {self.token}",
             "Content-Type": "application/json",
             "Content-Encoding": "gzip",
             "Idempotency-Key": entry.key,
         }
+        body = entry.gzip_body()
         detail: Any = ""
         status: int | None = None
         for attempt in range(1, self.max_attempts + 1):
             try:
-                r = self.session.post(self.url, data=body, headers=headers, timeout=self.timeout)
+                with self.gate.slot():
+                    r = self.session.post(self.url, data=body, headers=headers, timeout=self.timeout)
             except requests.Timeout:
                 status, detail, delay = None, f"timed out after {self.timeout:.0f} s", self.backoff(attempt)
             except requests.ConnectionError as exc:
@@ -124,9 +137,12 @@ class PartnerClient:
                 status = r.status_code
                 if status == 200:
                     try:
-                        return Outcome("delivered", attempt, validate(r.json(), entry), status)
+                        answer = validate(r.json(), entry)
                     except (InvalidAnswer, ValueError) as exc:
                         detail, delay = f"invalid answer: {exc}", self.backoff(attempt)
+                    else:
+                        self.gate.landed_one()
+                        return Outcome("delivered", attempt, answer, status)
                 elif status in (429, 503):
                     detail = f"{status} {r.reason}"
                     delay = _retry_after(r.headers.get("Retry-After")) or self.backoff(attempt)
@@ -134,6 +150,7 @@ class PartnerClient:
                         return Outcome(
                             "failed", attempt, None, status, f"{detail}: Retry-After {delay:.0f} s"
                         )
+                    self.gate.hold(delay)
                 elif status >= 500:
                     detail, delay = f"{status} {r.reason}", self.backoff(attempt)
                 else:

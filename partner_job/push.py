@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 
 from homewatt.contract import (
-    JOULES_PER_WH,
     LAST_RUN,
     LAST_RUN_WINDOW_END,
     OUTBOX_JOB,
@@ -55,24 +53,21 @@ def push_breakdown(
     push_to_gateway(gateway, job=PARTNER_JOB, registry=reg, grouping_key={SENSOR: sensor}, timeout=30)
 
 
-def window_joules(payload: dict[str, Any]) -> float:
-    return JOULES_PER_WH * sum(v for v in payload["values"] if v is not None)
-
-
 def push_outbox(gateway: str, outbox: Outbox, last_run: Path) -> None:
     """The outbox's state as read from disk, one group (job=OUTBOX_JOB) replaced whole.
 
     Read from the directory rather than counted by the run, so that a manual run, a
     retry and the scheduler all push the same truth, and a payload an operator
-    requeued or deleted stops counting at the next push.  Sensors with nothing
-    pending or rejected have no series: the alerts need no `> 0` on a zero.
+    requeued or deleted stops counting at the next push.  Only each entry's fields
+    are read, one at a time, never its payload.  Sensors with nothing pending or
+    rejected have no series: the alerts need no `> 0` on a zero.
     """
     reg = CollectorRegistry()
     pending, oldest, rejected = (_gauge(m, reg) for m in (OUTBOX_PENDING, OUTBOX_OLDEST, OUTBOX_REJECTED))
     first: dict[str, float] = {}
-    for entry in outbox.pending():
+    for entry in outbox.scan():
         pending.labels(entry.sensor).inc()
-        written = entry.created or (outbox.pending_dir / entry.filename).stat().st_mtime
+        written = entry.created or entry.path.stat().st_mtime
         first[entry.sensor] = min(first.get(entry.sensor, written), written)
     for sensor, written in first.items():
         oldest.labels(sensor).set(written)

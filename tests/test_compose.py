@@ -25,6 +25,7 @@ from backfill.ingest import Target
 from homewatt import contract, promconfig, ruleralign, streams
 from homewatt.config import REPO
 from homewatt.procs import free_port, http_ok, wait_until
+from stack.services import PUSHGATEWAY_FLAGS
 from stack.supervisor import Service, Supervisor
 from stack.thanos import REPLICA_LABELS
 
@@ -405,3 +406,7 @@ def test_dockerfile_copies_what_exists_and_runs_unprivileged():
     assert re.search(r"^USER homewatt$", text, re.M)
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".env", "data", ".venv", ".git"} <= set(ignored)  # no secret or local data in the image
+
+
+def test_the_pushgateway_runs_with_the_stacks_flags(services):
+    assert set(PUSHGATEWAY_FLAGS) <= set(command(services["pushgateway"]))

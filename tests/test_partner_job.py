@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import zoneinfo
 
@@ -27,7 +28,8 @@ from homewatt.window import Window, fire_times
 from partner_job import fetch, job
 from partner_job.__main__ import main as partner_main
 from partner_job.client import PartnerClient
-from partner_job.outbox import Outbox
+from partner_job.gate import Gate
+from partner_job.outbox import Entry, Outbox, Pending
 from partner_job.scheduler import Scheduler, State
 from stack.services import Stack
 from stack.supervisor import Supervisor
@@ -415,6 +417,224 @@ def test_killed_between_send_and_push_then_restarted(stack):
     assert not Outbox(settings.data / "outbox").pending()
     metrics = requests.get(f"{pushgw}/metrics", timeout=5).text
     assert 'elec_usage_share_ratio{instance="",job="partner_job",sensor="s-006"' in metrics
+
+
+# --- at scale: parallel readers and senders, bounded memory -----------------------------
+
+
+def fake_entries(outbox: Outbox, prefix: str, n: int, window: Window) -> list[str]:
+    """n pending entries of sensors `{prefix}-000`.. with a whole window of distinct minute values."""
+    keys = []
+    for i in range(n):
+        sensor = f"{prefix}-{i:03d}"
+        values = np.random.default_rng(i).uniform(0.5, 40.0, window.minutes).round(6).tolist()
+        entry = Entry(
+            f"{sensor}:{window.end_date}",
+            sensor,
+            window.start_ts,
+            window.end_ts,
+            job.payload(sensor, window, values),
+            created=time.time(),
+        )
+        outbox.put(entry)
+        keys.append(entry.key)
+    return keys
+
+
+def partner_counts(settings) -> tuple[int, int]:
+    """(requests, distinct keys answered) so far, from the reference partner's /healthz."""
+    doc = requests.get(f"{settings.partner_url}/healthz", timeout=5).json()
+    return doc["requests"], doc["answered"]
+
+
+def forget_breakdowns(settings, sensors) -> None:
+    for s in sensors:
+        requests.delete(f"{settings.pushgateway_url}/metrics/job/partner_job/sensor/{s}", timeout=5)
+
+
+@pytest.mark.integration
+def test_a_429_with_retry_after_pauses_every_sender_and_each_entry_lands_once(stack, tmp_path):
+    settings = stack["settings"]
+    window = Window.ending(MIDNIGHT)
+    outbox = Outbox(tmp_path / "outbox")
+    keys = fake_entries(outbox, "p", 8, window)
+    c = client(settings)
+    seen: list[tuple[float, float, int]] = []  # (sent, answered, status), monotonic, as the job saw them
+
+    def record(r, *args, **kwargs):
+        now = time.monotonic()
+        seen.append((now - r.elapsed.total_seconds(), now, r.status_code))
+
+    c.session.hooks["response"].append(record)
+    before = partner_counts(settings)
+    faults(settings, mode="429", count=1, retry_after=2)
+    stats = job.deliver(settings, c, outbox, workers=4)
+    assert (stats.delivered, stats.failed, stats.rejected, stats.retried) == (8, 0, 0, 1)
+    assert not outbox.paths() and c.gate.pauses == 1
+    (told,) = [answered for _, answered, status in seen if status == 429]
+    # No sender sent anything during the pause (once the answer was read: 50 ms).
+    assert not [sent for sent, _, _ in seen if told + 0.05 < sent < told + 2 - 0.05]
+    assert [sent for sent, _, _ in seen if sent >= told + 2 - 0.05]  # the retry, at least
+    requests_, answered = partner_counts(settings)
+    assert (requests_ - before[0], answered - before[1]) == (9, 8)  # 8 keys, once each, + the 429
+    pushed = requests.get(f"{settings.pushgateway_url}/metrics", timeout=5).text
+    assert all(f'sensor="{k.split(":")[0]}"' in pushed for k in keys)
+    forget_breakdowns(settings, [k.split(":")[0] for k in keys])
+
+
+@pytest.mark.integration
+def test_an_outage_stops_the_round_and_keeps_every_entry(stack, tmp_path):
+    """Ten thousand entries must not each spend their retries on a partner that is down."""
+    settings = stack["settings"]
+    window = Window.ending(MIDNIGHT)
+    outbox = Outbox(tmp_path / "outbox")
+    keys = fake_entries(outbox, "o", 20, window)
+    faults(settings, mode="500", count=1000)
+    try:
+        down = job.deliver(settings, client(settings, max_attempts=2), outbox, workers=2)
+    finally:
+        faults(settings, mode="none")
+    assert (down.delivered, down.failed) == (0, 20)
+    tried = [e for e in outbox.scan() if e.attempts]
+    assert 5 <= len(tried) < 20 and all(e.attempts == 2 and "500" in e.last_error for e in tried)
+    assert any("not sent after 5 failures in a row" in p for p in down.problems)
+    assert [e.key for e in outbox.scan()] == keys  # nothing lost, nothing set aside
+    up = job.deliver(settings, client(settings), outbox, workers=2)
+    assert (up.delivered, up.failed) == (20, 0) and not outbox.paths()
+    forget_breakdowns(settings, [k.split(":")[0] for k in keys])
+
+
+def peak_rss_mb(env: dict[str, str], *argv: str) -> float:
+    """Run `python -m partner_job ARGV` in a child; its peak resident memory, in MB."""
+    code = (
+        "import resource, sys; from partner_job.__main__ import main; rc = main(sys.argv[1:]); "
+        "print('maxrss', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, *argv],
+        env={**os.environ, **env},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    return int(out.stdout.split("maxrss")[-1]) / 1024
+
+
+@pytest.mark.integration
+def test_memory_does_not_grow_with_the_number_of_pending_payloads(stack, tmp_path):
+    """Each payload is 43,200 values (~1.4 MB as Python objects): 60 held at once would be ~80 MB more."""
+    settings = stack["settings"]
+    window = Window.ending(MIDNIGHT)
+    peaks = {}
+    for n in (6, 60):
+        data = tmp_path / f"data-{n}"
+        keys = fake_entries(Outbox(data / "outbox"), f"m{n}", n, window)
+        env = {**stack["env"], "HOMEWATT_DATA": str(data), "PARTNER_TOKEN": TOKEN}
+        peaks[n] = peak_rss_mb(env, "deliver", "--no-progress")
+        assert not Outbox(data / "outbox").paths()
+        forget_breakdowns(settings, [k.split(":")[0] for k in keys])
+    assert peaks[60] - peaks[6] < 20, peaks
+
+
+@pytest.mark.integration
+def test_a_sensor_that_cannot_be_read_does_not_stop_the_others(stack):
+    """Read two at a time by two readers: the history refuses one sensor's query (its id is not
+    valid UTF-8), the request it shared with s-006 is retried one sensor at a time."""
+    settings = stack["settings"]
+    at = dt.datetime(2026, 11, 25, tzinfo=PARIS)
+    bad = "bad-\udcff"
+    stats = job.run(
+        settings,
+        ["s-001", bad, "s-006"],
+        at,
+        client(settings),
+        progress=False,
+        fetch_workers=2,
+        fetch_batch=2,
+        send_workers=2,
+    )
+    assert (stats.sensors, stats.delivered, stats.failed, stats.rejected) == (2, 2, 0, 0)
+    (problem,) = stats.problems
+    assert problem.startswith(f"{bad}: cannot read the history")
+    assert not Outbox(settings.data / "outbox").paths()
+
+
+@pytest.mark.integration
+def test_an_entry_written_by_the_previous_release_is_still_delivered(stack):
+    """Before the outbox kept the body apart, a pending file was one gzip member: the entry's JSON."""
+    settings = stack["settings"]
+    window = Window.ending(dt.datetime(2026, 11, 24, tzinfo=PARIS))
+    outbox = Outbox(settings.data / "outbox")
+    values = fetch.minute_wh(fetch.counter_readings(settings.prometheus_url, "s-006", window))
+    old = Entry(
+        "s-006:2026-11-24", "s-006", window.start_ts, window.end_ts, job.payload("s-006", window, values)
+    )
+    (outbox.pending_dir / old.filename).write_bytes(gzip.compress(json.dumps(old.__dict__).encode()))
+    assert [(e.key, e.json_bytes) for e in outbox.scan()] == [(old.key, len(old.body()))]
+    stats = job.deliver(settings, client(settings), outbox)
+    assert (stats.delivered, stats.failed) == (1, 0) and not outbox.paths()
+
+
+# --- the outbox's layout and the senders' gate (no process) ---------------------------
+
+
+def test_a_pending_file_is_one_gzip_stream_and_its_body_is_sent_as_stored(tmp_path):
+    outbox = Outbox(tmp_path)
+    payload = {"sensor_id": "s-1", "start": "2026-11-01T00:00:00Z", "values": [1.5, None, 2.25] * 10_000}
+    entry = Entry("s-1:2026-11-30", "s-1", 0, 60, payload, created=123.5)
+    path = outbox.put(entry)
+    whole = json.loads(gzip.decompress(path.read_bytes()))  # what `zcat | jq` shows
+    assert whole["payload"] == payload and whole["key"] == entry.key and whole["created"] == 123.5
+    head = Pending.read(path)
+    assert head.head_bytes < 300 < len(path.read_bytes())  # only the fields were read
+    assert (head.key, head.sensor, head.created, head.json_bytes) == (
+        entry.key,
+        "s-1",
+        123.5,
+        len(entry.body()),
+    )
+    assert head.joules == pytest.approx(3600 * 3.75 * 10_000)
+    assert head.gzip_body() == entry.gzip_body() and gzip.decompress(head.gzip_body()) == entry.body()
+    outbox.keep(head, 3, "503 Service Unavailable")
+    again = Pending.read(path)
+    assert (again.attempts, again.last_error, again.created) == (3, "503 Service Unavailable", 123.5)
+    assert again.gzip_body() == entry.gzip_body()  # the same bytes on every retry
+    assert Entry.load(path).payload == payload and outbox.created(entry.key) == 123.5
+    path.write_bytes(path.read_bytes()[:-5])  # torn: never sent half
+    with pytest.raises(ValueError, match="not a complete outbox entry"):
+        Pending.read(path).gzip_body()
+
+
+def test_the_gate_holds_every_sender_then_lets_fewer_fly():
+    gate = Gate(4)
+    with gate.slot():
+        gate.hold(0.5)  # this thread was told: it sleeps its own Retry-After, the others wait here
+    assert (gate.limit, gate.pauses) == (2, 1)
+    gate.hold(0.4)  # another answer of the same pause: no second halving
+    assert (gate.limit, gate.pauses) == (2, 1)
+    started = []
+
+    def sender():
+        with gate.slot():
+            started.append(time.monotonic())
+            time.sleep(0.2)
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=sender) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert min(started) - t0 >= 0.45  # nobody before the pause's end
+    assert sorted(started)[2] - min(started) >= 0.19  # two at a time after it
+    for _ in range(2):
+        gate.landed_one()
+    assert gate.limit == 3  # one more after `limit` landed
+    for _ in range(3):
+        gate.landed_one()
+    assert gate.limit == 4 and gate.most == 4
 
 
 # --- the reference partner's rules ----------------------------------------------------
