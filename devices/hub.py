@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,8 +14,6 @@ from devices.reading import REASONS
 from devices.state import DeviceState
 from devices.ticport import TicPort
 from homewatt.fleet import Device, Sensor
-
-NAN = float("nan")
 
 
 def port_path(port: str, data: Path) -> Path:
@@ -51,6 +50,15 @@ class Devices:
         # Which source feeds each device sensor: its alerts carry it, so that one broker
         # or port going away is one alert (HomewattDeviceSourceDown), not one per home.
         self.info = [(st.sensor_id, st.device.format, source_name(st.device)) for st in self.states]
+        # (power, apparent, energy J, last seen) per device, NaN for none: the states write it.
+        self._table = np.full((len(self.states), 4), np.nan)
+        self._table_lock = threading.Lock()
+        self._stale_after = np.array([st.device.stale_after_s for st in self.states], dtype=float)
+        for state, row in zip(self.states, self._table, strict=True):
+            state.share(row, self._table_lock)
+        self._totals = [0] * len(self.states)  # each device's rejections when `_matrix` was read
+        self._matrix = np.zeros((len(self.states), len(REASONS)), dtype=np.int64)
+        self._matrix.flags.writeable = False
 
     def __len__(self) -> int:
         return len(self.sensors)
@@ -67,22 +75,33 @@ class Devices:
         """Per device sensor: power, apparent power, energy (J), last seen; NaN = leave the line out.
 
         `rejected` is a (sensors x REASONS) count matrix; `source_up` is per source (`sources`).
+        Every scrape asks, so it costs no Python per device: each state keeps its row of one
+        shared table up to date (DeviceState.share), staleness is one vector comparison, and
+        the rejection counts, which rarely move, are re-read only for the devices whose total
+        moved (the matrix is the same read-only array while none did).
         """
         now = self.clock() if now is None else now
-        values = [state.values(now) for state in self.states]
-
-        def column(name: str) -> np.ndarray:
-            return np.array(
-                [NAN if getattr(v, name) is None else getattr(v, name) for v in values], dtype=float
-            )
-
+        with self._table_lock:
+            table = self._table.copy()
+        # Silent too long, or never heard: nothing but when it was last heard (NaN compares false).
+        stale = ~(now - table[:, 3] <= self._stale_after)
+        table[stale, :3] = np.nan
         return {
-            "power": column("power_w"),
-            "apparent": column("apparent_va"),
-            "energy": column("energy_j"),
-            "last_seen": column("last_seen"),
+            "power": table[:, 0],
+            "apparent": table[:, 1],
+            "energy": table[:, 2],
+            "last_seen": table[:, 3],
             "source_up": np.array([float(s.up) for s in self.sources]),
-            "rejected": np.array(
-                [[s.rejected[r] for r in REASONS] for s in self.states], dtype=np.int64
-            ).reshape(len(self.states), len(REASONS)),
+            "rejected": self._rejected(),
         }
+
+    def _rejected(self) -> np.ndarray:
+        totals = [state.rejections for state in self.states]
+        if totals != self._totals:
+            matrix = self._matrix.copy()
+            for i, (state, total) in enumerate(zip(self.states, totals, strict=True)):
+                if total != self._totals[i]:
+                    matrix[i] = [state.rejected[r] for r in REASONS]
+            matrix.flags.writeable = False
+            self._matrix, self._totals = matrix, totals
+        return self._matrix

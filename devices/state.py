@@ -28,6 +28,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from devices.reading import FUTURE, IMPLAUSIBLE, REASONS, Reading, Rejected
 from homewatt.fleet import Device
 
@@ -40,6 +42,7 @@ INDEX_SLACK_S = 2.0  # an index may carry the energy of the seconds before the r
 JUMP_CONFIRM = 5  # consecutive consistent readings that make an index leap a new level
 PF_WINDOW_S = 1800.0
 PF_MIN_WH = 20  # below this many Wh, the 1 Wh resolution of the index makes the estimate too coarse
+NAN = float("nan")
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class DeviceState:
         self.device = device
         self.clock = clock
         self.rejected = dict.fromkeys(REASONS, 0)
+        self.rejections = 0  # their sum: the hub re-reads `rejected` only when this moved
         self.last_seen: float | None = None
         self.power_w: float | None = None
         self.apparent_va: float | None = None
@@ -96,6 +100,8 @@ class DeviceState:
         self._pf = PowerFactor() if device.format == "tic" else None
         self._lock = threading.Lock()
         self._logged: set[str] = set()
+        self._row: np.ndarray | None = None  # see share()
+        self._row_lock = self._lock  # replaced by the hub's, with the row
 
     def max_power_w(self) -> float:
         if self.device.max_power_w is not None:
@@ -107,6 +113,7 @@ class DeviceState:
     def reject(self, exc: Rejected) -> None:
         with self._lock:
             self.rejected[exc.reason] += 1
+            self.rejections += 1
             first = exc.reason not in self._logged
             self._logged.add(exc.reason)
         # The first of each kind is worth a line; a flood of them is worth a counter, not a log.
@@ -147,6 +154,7 @@ class DeviceState:
             if self._pf.ratio is not None:
                 self.power_w = r.apparent_va * self._pf.ratio
         self.last_seen = now
+        self._publish()
 
     def _check_index(self, wh: float, now: float, limit: float) -> None:
         previous = self.energy_wh
@@ -185,6 +193,24 @@ class DeviceState:
         with self._lock:
             if self.last_seen is None or now - self.last_seen > self.device.stale_after_s:
                 return Values(None, None, None, self.last_seen)
-            # Rounded to the mJ: a Shelly's 3-decimal Wh times 3600 would otherwise carry float noise.
-            energy = None if self.energy_wh is None else round(self.energy_wh * 3600.0, 3)
-            return Values(self.power_w, self.apparent_va, energy, self.last_seen)
+            return Values(self.power_w, self.apparent_va, self._energy_j(), self.last_seen)
+
+    def _energy_j(self) -> float | None:
+        # Rounded to the mJ: a Shelly's 3-decimal Wh times 3600 would otherwise carry float noise.
+        return None if self.energy_wh is None else round(self.energy_wh * 3600.0, 3)
+
+    def share(self, row: np.ndarray, lock: threading.Lock) -> None:
+        """Keep `row` = (power W, apparent VA, energy J, last seen), NaN for None, up to date
+        with every accepted reading, written under `lock`: a scrape then reads a thousand
+        devices in one copy (devices/hub.py) instead of a thousand `values()` calls."""
+        with self._lock:
+            self._row, self._row_lock = row, lock
+            self._publish()
+
+    def _publish(self) -> None:
+        """Write the last good reading into the shared row; the caller holds `_lock`."""
+        if self._row is None:
+            return
+        values = (self.power_w, self.apparent_va, self._energy_j(), self.last_seen)
+        with self._row_lock:
+            self._row[:] = [NAN if v is None else v for v in values]

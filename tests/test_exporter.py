@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import gzip
+import hashlib
+import json
 import subprocess
 import sys
 import threading
+import zlib
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks._fleets import big_fleet
+from devices import mqtt, shelly, tasmota, tic
+from devices.hub import Devices
+from devices.reading import Rejected
+from exporter import gzipped
 from exporter.render import FleetRenderer
 from exporter.server import MetricsApp, serve
 from homewatt import loadmodel
@@ -140,3 +151,162 @@ def test_exporter_refuses_a_bad_fleet(tmp_path):
     assert proc.returncode == 2
     assert "duplicate sensor id 's-1'" in proc.stderr
     assert "sensors[1]" in proc.stderr
+
+
+# --- the exporter at scale: the same text, faster -------------------------------------------
+
+T0 = int(dt.datetime(2026, 5, 2, 8, 0, tzinfo=dt.UTC).timestamp())
+# sha256 of `scenario()`'s text as the exporter rendered it before issue 14's optimisations
+# (one string per render, no cache, no template): the text must not have changed by a byte.
+BEFORE = "a585ee1078487beda88ef8fbc9d53cd4c658d8cfcff683ea995e7f02713d557f"
+
+
+def feed(devices: Devices, k: int, t: int, parsers: dict[str, Any]) -> None:
+    """Second `k`'s messages, decoded by the real parsers: good ones, bad ones (rejected),
+    devices never heard and devices heard once only."""
+    for i, (sensor, st) in enumerate(zip(devices.sensors, devices.states, strict=True)):
+        d = sensor.device
+        assert d is not None
+        if i % 13 == 5 or (k and i % 7 == 3):
+            continue
+        w, wh = 100.0 + 7 * i + 0.25 * k, 1000.0 + 3.5 * i + 0.125 * k
+        if d.format == "tic":
+            decoder = parsers.setdefault(sensor.id, tic.TicDecoder(d.mode))
+            if d.mode == "standard":
+                frame = tic.standard_frame(
+                    adsc="012345678901", sinsts_va=int(w), east_wh=int(wh) + 30 * k, t=t - 5
+                )
+            else:
+                frame = tic.historic_frame(
+                    adco="012345678901", papp_va=int(w) // 10 * 10, index_wh=int(wh) + 30 * k
+                )
+            data = frame + frame + (frame[:40] + b"\x02garbage\x03" if i % 3 == 0 else b"")
+            for item in decoder.feed(data):
+                st.reject(item) if isinstance(item, Rejected) else st.offer(item)
+            continue
+        if d.format == "shelly":
+            status = shelly.status(d.component, power_w=w, energy_wh=wh, t=t)
+            msgs = [(f"{d.topic}/status/{name}", json.dumps(body).encode()) for name, body in status.items()]
+            if i % 5 == 0:
+                msgs += [(f"{d.topic}/status/{d.component}", p) for p in (b"{not json", b'{"apower": NaN}')]
+        else:
+            doc = tasmota.sensor_message(
+                power_w=w, total_kwh=round(wh / 1000, 3), t=t - 30, apparent_va=w + 20 if i % 2 else None
+            )
+            msgs = [(f"tele/{d.topic}/SENSOR", json.dumps(doc).encode())]
+        parse = parsers.setdefault(sensor.id, mqtt.parser(sensor)[1])
+        for topic, payload in msgs:
+            try:
+                reading = parse(topic, payload)
+            except Rejected as exc:
+                st.reject(exc)
+                continue
+            if reading is not None:
+                st.offer(reading)
+
+
+def scenario(data: Path) -> list[str]:
+    """Six renders of 20 modelled sensors and 40 devices of every kind (benchmarks/_fleets.py):
+    NaN and negative model values, stale and never-heard devices, rejections, sources
+    going up and down, so that every cached part is rendered again at some point."""
+    sensors = big_fleet(60, dt.date(2026, 5, 1), 40)
+    modelled = [s for s in sensors if s.device is None]
+    now = [float(T0)]
+    devices = Devices([s for s in sensors if s.device], data, clock=lambda: now[0])
+    r = FleetRenderer(
+        [s.id for s in modelled],
+        [s.id for s in devices.sensors],
+        devices.info,
+        [s.name for s in devices.sources],
+    )
+    parsers: dict[str, Any] = {}
+    texts = []
+    for k in range(6):
+        t = T0 + k
+        now[0] = t + 0.25
+        feed(devices, k, t, parsers)
+        for j, source in enumerate(devices.sources):
+            source.up = (j + k) % 3 != 0
+        if k == 3:
+            now[0] = t + 11.5  # what was fed before k = 3 only is stale now
+        p = (np.arange(len(modelled), dtype=np.int64) * 37 + 11 * k) % 9000
+        e = 10**9 + np.arange(len(modelled), dtype=np.int64) * 123_457 + 1000 * k
+        if k == 2:
+            p, e = p.astype(float), e.astype(float)
+            p[3], e[5] = np.nan, -1.0
+        texts.append(r.render(p, e, devices.snapshot(now[0])))
+        texts.append(f"skipped {r.skipped}\n")
+    return texts
+
+
+def test_the_text_with_devices_is_byte_for_byte_what_it_was(tmp_path):
+    texts = scenario(tmp_path)
+    assert hashlib.sha256("".join(texts).encode()).hexdigest() == BEFORE
+    for text in texts[::2]:  # and every render is valid exposition, one block per family
+        families = [f.name for f in text_string_to_metric_families(text)]
+        assert len(families) == len(set(families))
+    assert "skipped 2\n" in texts
+
+
+def test_each_scrape_serves_its_own_second_though_the_next_is_computed_ahead(fleet):
+    sensors = tuple(dataclasses.replace(s, index_date=dt.date(2026, 5, 1)) for s in fleet.modelled)
+    app = MetricsApp(LiveFleet(sensors), clock=lambda: T0 + 0.5)
+    reference = FleetRenderer([s.id for s in sensors])
+    ledger = Ledger(sensors)
+
+    def expected(t: int) -> str:
+        return reference.render(loadmodel.power(sensors, [t])[:, 0], counter(ledger, [t])[:, 0])
+
+    assert app.body(T0 + 0.5) == expected(T0)
+    app.ahead.prepare(T0 + 1)
+    app.ahead.prepare(T0 + 2)
+    app.ahead.get(T0 + 2)  # two ahead: the model is now at T0 + 2
+    assert app.body(T0 + 0.99) == expected(T0)  # a late scrape of T0 still gets T0
+    assert app.body(T0 + 1.2) == expected(T0 + 1)
+    assert app.body(T0 + 2.2) == expected(T0 + 2)
+    assert app.body(T0 + 3.2) == expected(T0 + 3)  # not ready: computed by the scrape itself
+
+
+def test_gzip_when_asked_is_one_member_of_the_same_text(fleet):
+    sensors = tuple(dataclasses.replace(s, index_date=dt.date(2026, 5, 1)) for s in fleet.sensors)
+    now = T0 + 0.7
+    app = MetricsApp(LiveFleet(sensors), Devices(fleet.devices, Path("/nonexistent")), clock=lambda: now)
+    port = free_port()
+    server = serve(app, "127.0.0.1", port)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        zipped = requests.get(url, headers={"Accept-Encoding": "gzip"}, timeout=10, stream=True)
+        raw = zipped.raw.read(decode_content=False)
+        plain = requests.get(url, headers={"Accept-Encoding": "identity"}, timeout=10)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert zipped.headers["Content-Encoding"] == "gzip" and "Content-Encoding" not in plain.headers
+    assert zipped.headers["Vary"] == "Accept-Encoding"
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)  # a gzip member, not several
+    text = inflate.decompress(raw)
+    assert inflate.eof and inflate.unused_data == b""
+    fleet_part = app.body(now).encode()
+    assert text.startswith(fleet_part) and plain.content.startswith(fleet_part)
+    assert b'homewatt_device_info{sensor="s-007",format="shelly"' in fleet_part
+
+
+def test_parts_compressed_apart_make_one_gzip_member():
+    text = b"".join(
+        f'elec_power_watts{{sensor="s-{i:04d}"}} {i * 37 % 9000}\n'.encode() for i in range(20_000)
+    )
+    pieces: list[gzipped.Part | bytes] = [
+        text[:10],
+        gzipped.Part(text[10:300_000]),
+        b"",
+        gzipped.Part(b""),
+        text[300_000:400_000],
+        text[400_000:500_000],
+        gzipped.Part(text[500_000:]),
+    ]
+    member = gzipped.member(pieces)
+    assert gzip.decompress(member) == gzipped.plain(pieces) == text
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    assert inflate.decompress(member) == text and inflate.eof and inflate.unused_data == b""
+    assert len(member) < 1.1 * len(gzip.compress(text, gzipped.LEVEL))

@@ -87,7 +87,7 @@ def test_missing_and_malformed_minutes_are_holes(tmp_path, monkeypatch, real):
         app = MetricsApp(live, clock=lambda: t0 + 90)
         body = app.metrics().decode()
         assert 'elec_power_watts{sensor="s-006"}' not in body
-        assert app.renderer.skipped == 2  # its power and its counter
+        assert app.skipped == 2  # its power and its counter
         assert "homewatt_exporter_skipped_samples_total" in body
         app.clock = lambda: t0 + 200
         assert 'elec_power_watts{sensor="s-006"} 2000' in app.metrics().decode()
