@@ -135,7 +135,7 @@ def backfill(opts: Options) -> Summary:
             return float(counter(ledger, [second])[index[sensor], 0]) if sensor in index else -1.0
 
         end = live_start_from_prometheus(opts.prometheus_url, counter_at)
-    plan: Plan = make_plan(end, opts.raw_days, opts.history_days)
+    plan: Plan = make_plan(end, opts.raw_days, opts.history_days, len(sensors))
     summary = run(
         sensors,
         plan,

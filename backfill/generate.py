@@ -8,12 +8,17 @@ that energy over the window's length.  The recorded series mean what the rules
 in rules/ compute live; the backfill places them on calendar boundaries
 (a rule group's own samples sit at its hash offset), with each sample at T
 covering [T - window, T).
+
+Text goes to a file (or any binary stream) a series at a time, so memory holds
+one chunk's power and one series' text, whatever the chunk's size on disk; the
+model itself runs on at most MODEL_CELLS (sensor, second) pairs at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import io
+from collections.abc import Iterator, Sequence
+from typing import BinaryIO
 
 import numpy as np
 
@@ -46,69 +51,133 @@ RAW_LABELS = f'job="{EXPORTER_JOB}",instance="{EXPORTER_INSTANCE}",'
 # 60 s (multiples of 1/60 W would need more) to within 0.0005 W.
 AVG_SCALE = 3
 
+# The model's arrays are (sensors x seconds) per usage, and floats on the way: ~2 M cells
+# keep one call under a few hundred MB.
+MODEL_CELLS = 2_000_000
 
-@dataclass
-class Family:
-    metric: Metric
-    lines: list[bytes]
-    samples: int = 0
 
-    def add(self, labels: str, values: np.ndarray, ts: np.ndarray, scale: int = 0) -> None:
-        """One series: `labels` is the inside of the braces."""
-        self.lines.append(series_lines(f"{self.metric.name}{{{labels}}}", values, ts, scale))
+class Stream:
+    """One block stream's OpenMetrics text, written family by family, a series at a time."""
+
+    def __init__(self, out: BinaryIO):
+        self.out = out
+        self.samples = 0
+        self._family: Metric | None = None
+
+    def series(self, metric: Metric, labels: str, values: np.ndarray, ts: np.ndarray, scale: int = 0) -> None:
+        """One series: `labels` is the inside of the braces.  A family's header comes with its
+        first sample, so a family without any is left out."""
+        if values.size == 0:
+            return
+        if metric is not self._family:
+            self.out.write(family_header(metric.family, metric.kind, metric.help))
+            self._family = metric
+        self.out.write(series_lines(f"{metric.name}{{{labels}}}", values, ts, scale))
         self.samples += int(values.size)
 
-
-def _families(*metrics: Metric) -> dict[Metric, Family]:
-    return {m: Family(m, []) for m in metrics}
-
-
-def _render(families: dict[Metric, Family]) -> tuple[bytes, int]:
-    parts = []
-    total = 0
-    for fam in families.values():
-        if not fam.samples:
-            continue
-        parts.append(family_header(fam.metric.family, fam.metric.kind, fam.metric.help))
-        parts.extend(fam.lines)
-        total += fam.samples
-    parts.append(EOF_MARK)
-    return b"".join(parts), total
+    def close(self) -> None:
+        self.out.write(EOF_MARK)
 
 
-def _streams(streams: dict[str, dict[Metric, Family]]) -> tuple[dict[str, bytes], int]:
-    """One OpenMetrics text per block stream that has samples, and their total count."""
-    texts: dict[str, bytes] = {}
-    total = 0
-    for name, fams in streams.items():
-        text, n = _render(fams)
-        if n:
-            texts[name] = text
-            total += n
-    return texts, total
+def _slices(n: int, per_row: int) -> Iterator[slice]:
+    """Sensor slices whose (sensors x per_row) arrays stay near MODEL_CELLS."""
+    size = max(1, MODEL_CELLS // max(per_row, 1))
+    return (slice(i, min(i + size, n)) for i in range(0, n, size))
+
+
+def power(sensors: Sequence[Sensor], seconds: np.ndarray) -> np.ndarray:
+    """loadmodel.power of every sensor at `seconds`, (S, N), a few sensors at a time."""
+    group = tuple(sensors)
+    out = np.empty((len(group), seconds.size), dtype=np.int64)
+    for sl in _slices(len(group), seconds.size):
+        out[sl] = loadmodel.power(group[sl], seconds)
+    return out
+
+
+def power_sums(sensors: Sequence[Sensor], start: int, end: int) -> np.ndarray:
+    """Joules each sensor used over [start, end), (S,), a UTC day at a time."""
+    out = np.zeros(len(sensors), dtype=np.int64)
+    t = start
+    while t < end:
+        stop = min(end, (t // DAY + 1) * DAY)
+        out += power(sensors, np.arange(t, stop, dtype=np.int64)).sum(axis=1)
+        t = stop
+    return out
 
 
 def _window_aggregates(
-    fams: dict[Metric, Family],
+    stream: Stream,
     label: str,
     counter_at: np.ndarray,
     first: int,
     width: int,
-    avg: Metric,
-    inc: Metric,
+    metric: Metric,
     ends: np.ndarray,
 ) -> None:
-    """Energy and mean power for windows [T - width, T), T in `ends` (aligned instants).
-
-    `counter_at[i]` is the counter at second `first + i`.
-    """
+    """Energy (`metric` an increase) or mean power (an avg) for windows [T - width, T), T in
+    `ends` (aligned instants).  `counter_at[i]` is the counter at second `first + i`."""
     if ends.size == 0:
         return
     energy = counter_at[ends - first] - counter_at[ends - width - first]
-    fams[inc].add(label, energy, ends)
-    # energy / width with AVG_SCALE decimals, rounded half up, as an integer of milli-W.
-    milli = (energy * 10**AVG_SCALE * 2 + width) // (2 * width)
-    fams[avg].add(label, milli, ends, scale=AVG_SCALE)
+    if metric in (INC1M, INC15M):
+        stream.series(metric, label, energy, ends)
+    else:  # energy / width with AVG_SCALE decimals, rounded half up, as an integer of milli-W.
+        milli = (energy * 10**AVG_SCALE * 2 + width) // (2 * width)
+        stream.series(metric, label, milli, ends, scale=AVG_SCALE)
+
+
+def write_raw_chunk(
+    out: dict[str, BinaryIO],
+    sensors: Sequence[Sensor],
+    start: int,
+    end: int,
+    counter_start: np.ndarray,
+    min_1m_end: int,
+    min_15m_end: int,
+) -> tuple[dict[str, int], np.ndarray]:
+    """OpenMetrics for per-second data of [start, end) and the aggregates ending in it.
+
+    `counter_start` is each sensor's counter at `start`.  Writes one text per block
+    stream into `out` (homewatt/streams.py: per-second data and 1m aggregates in
+    "raw"; 15m aggregates and the counter at each quarter-hour in "quarter"), and
+    returns each stream's sample count and the counters at `end` (the next chunk's
+    start).
+    """
+    q = QUARTER_HOUR
+    lead = start - (start - q) // q * q  # seconds back to an aligned point >= a quarter-hour before
+    first = start - lead
+    seconds = np.arange(first, end, dtype=np.int64)
+    watts = power(sensors, seconds)  # (S, N): with the counters, the chunk's memory
+    present = loadmodel.available(tuple(sensors), seconds[lead:])  # replayed data may have holes
+    # counters[i, j] = counter at second first + j, for j in 0..N (one past the end).
+    counters = np.zeros((len(sensors), seconds.size + 1), dtype=np.int64)
+    np.cumsum(watts, axis=1, out=counters[:, 1:])
+    counters += (counter_start - counters[:, lead])[:, None]
+    ts = seconds[lead:]
+    ends_1m = np.arange(-(-max(start, min_1m_end) // MINUTE) * MINUTE, end, MINUTE, dtype=np.int64)
+    ends_15m = np.arange(-(-max(start, min_15m_end) // q) * q, end, q, dtype=np.int64)
+    keep = [p if not p.all() else slice(None) for p in present]
+    labels = [f'{SENSOR}="{s.id}"' for s in sensors]
+    raw, quarter = Stream(out[RAW_STREAM]), Stream(out[QUARTER_STREAM])
+    # Family by family, as OpenMetrics wants them.
+    for i, label in enumerate(labels):
+        raw.series(POWER, RAW_LABELS + label, watts[i, lead:][keep[i]], ts[keep[i]])
+    for i, label in enumerate(labels):
+        raw.series(ENERGY, RAW_LABELS + label, counters[i, lead:-1][keep[i]], ts[keep[i]])
+    for metric in (AVG1M, INC1M):
+        for i, label in enumerate(labels):
+            _window_aggregates(raw, label, counters[i], first, MINUTE, metric, ends_1m)
+    # The counter at each quarter-hour, for the quarter stream's 3-year totals; none where
+    # the meter was silent, like the per-second series.
+    for i, label in enumerate(labels):
+        at = ends_15m[present[i][ends_15m - start]]
+        quarter.series(READING15M, label, counters[i, at - first], at)
+    for metric in (AVG15M, INC15M):
+        for i, label in enumerate(labels):
+            _window_aggregates(quarter, label, counters[i], first, q, metric, ends_15m)
+    raw.close()
+    quarter.close()
+    return {RAW_STREAM: raw.samples, QUARTER_STREAM: quarter.samples}, counters[:, -1].copy()
 
 
 def raw_chunk(
@@ -119,79 +188,70 @@ def raw_chunk(
     min_1m_end: int,
     min_15m_end: int,
 ) -> tuple[dict[str, bytes], int, np.ndarray]:
-    """OpenMetrics for per-second data of [start, end) and the aggregates ending in it.
-
-    `counter_start` is each sensor's counter at `start`.  Returns one text per
-    block stream (homewatt/streams.py: per-second data and 1m aggregates in
-    "raw"; 15m aggregates and the counter at each quarter-hour in "quarter"),
-    their sample count and the counters at `end` (the next chunk's start).
-    """
-    q = QUARTER_HOUR
-    lead = start - (start - q) // q * q  # seconds back to an aligned point >= a quarter-hour before
-    first = start - lead
-    seconds = np.arange(first, end, dtype=np.int64)
-    power = loadmodel.power(tuple(sensors), seconds)  # (S, N)
-    present = loadmodel.available(tuple(sensors), seconds[lead:])  # replayed data may have holes
-    fams = _families(POWER, ENERGY, AVG1M, INC1M)
-    quarter = _families(READING15M, AVG15M, INC15M)
-    counter_end = np.empty(len(sensors), dtype=np.int64)
-    ts = seconds[lead:]
-    ends_1m = np.arange(-(-max(start, min_1m_end) // MINUTE) * MINUTE, end, MINUTE, dtype=np.int64)
-    ends_15m = np.arange(-(-max(start, min_15m_end) // q) * q, end, q, dtype=np.int64)
-    for i, s in enumerate(sensors):
-        # counter_at[j] = counter at second first + j, for j in 0..N (one past the end).
-        counter_at = np.empty(seconds.size + 1, dtype=np.int64)
-        counter_at[0] = 0
-        np.cumsum(power[i], out=counter_at[1:])
-        counter_at += counter_start[i] - counter_at[lead]
-        counter_end[i] = counter_at[-1]
-        slabel = f'{SENSOR}="{s.id}"'
-        label = RAW_LABELS + slabel
-        keep = present[i] if not present[i].all() else slice(None)
-        fams[POWER].add(label, power[i, lead:][keep], ts[keep])
-        fams[ENERGY].add(label, counter_at[lead:-1][keep], ts[keep])
-        # The counter at each quarter-hour, for the quarter stream's 3-year totals;
-        # none where the meter was silent, like the per-second series.
-        at = ends_15m[present[i][ends_15m - start]]
-        quarter[READING15M].add(slabel, counter_at[at - first], at)
-        _window_aggregates(fams, slabel, counter_at, first, MINUTE, AVG1M, INC1M, ends_1m)
-        _window_aggregates(quarter, slabel, counter_at, first, q, AVG15M, INC15M, ends_15m)
-    texts, samples = _streams({RAW_STREAM: fams, QUARTER_STREAM: quarter})
-    return texts, samples, counter_end
+    """`write_raw_chunk` into memory: the texts of the streams that have samples, their sample
+    count and the counters at `end`."""
+    bufs = {RAW_STREAM: io.BytesIO(), QUARTER_STREAM: io.BytesIO()}
+    counts, counter_end = write_raw_chunk(
+        bufs,  # type: ignore[arg-type]
+        sensors,
+        start,
+        end,
+        counter_start,
+        min_1m_end,
+        min_15m_end,
+    )
+    texts = {name: buf.getvalue() for name, buf in bufs.items() if counts[name]}
+    return texts, sum(counts.values()), counter_end
 
 
 def quarter_energy(sensors: Sequence[Sensor], start: int, end: int) -> np.ndarray:
     """Joules per sensor per quarter-hour [q, q + 15 min) for aligned q in [start, end): (S, Q).
 
-    Computed a UTC day at a time to bound memory (3 years x 6 sensors at 1 s would
-    be 570 M values).
+    Computed a UTC day and a few sensors at a time to bound memory (3 years x 6 sensors
+    at 1 s would be 570 M values).
     """
     if start % QUARTER_HOUR or end % QUARTER_HOUR:
         raise ValueError(f"[{start}, {end}) is not on quarter-hours")
-    out = []
+    group = tuple(sensors)
+    out = np.empty((len(group), (end - start) // QUARTER_HOUR), dtype=np.int64)
     t = start
     while t < end:
         stop = min(end, (t // DAY + 1) * DAY)
-        p = loadmodel.power(tuple(sensors), np.arange(t, stop, dtype=np.int64))
-        out.append(p.reshape(len(sensors), -1, QUARTER_HOUR).sum(axis=2))
+        seconds = np.arange(t, stop, dtype=np.int64)
+        a, b = (t - start) // QUARTER_HOUR, (stop - start) // QUARTER_HOUR
+        for sl in _slices(len(group), seconds.size):
+            p = loadmodel.power(group[sl], seconds)
+            out[sl, a:b] = p.reshape(p.shape[0], -1, QUARTER_HOUR).sum(axis=2)
         t = stop
-    return np.concatenate(out, axis=1) if out else np.zeros((len(sensors), 0), np.int64)
+    return out
+
+
+def write_history_chunk(
+    out: BinaryIO, sensors: Sequence[Sensor], quarters: np.ndarray, counters: np.ndarray, energy: np.ndarray
+) -> int:
+    """Quarter-hour history (the quarter stream): the counter at each instant Q and the
+    15m aggregates ending at Q; returns the sample count.
+
+    `quarters` (Q,) aligned instants, `counters` (S, Q) the counter there, `energy`
+    (S, Q) the joules of [Q - 15 min, Q).
+    """
+    stream = Stream(out)
+    labels = [f'{SENSOR}="{s.id}"' for s in sensors]
+    for i, label in enumerate(labels):
+        stream.series(READING15M, label, counters[i], quarters)
+    for i, label in enumerate(labels):
+        milli = (energy[i] * 10**AVG_SCALE * 2 + QUARTER_HOUR) // (2 * QUARTER_HOUR)
+        stream.series(AVG15M, label, milli, quarters, scale=AVG_SCALE)
+    for i, label in enumerate(labels):
+        stream.series(INC15M, label, energy[i], quarters)
+    stream.close()
+    return stream.samples
 
 
 def history_chunk(
     sensors: Sequence[Sensor], quarters: np.ndarray, counters: np.ndarray, energy: np.ndarray
 ) -> tuple[dict[str, bytes], int]:
-    """Quarter-hour history (the quarter stream): the counter at each instant Q and the
-    15m aggregates ending at Q.
-
-    `quarters` (Q,) aligned instants, `counters` (S, Q) the counter there, `energy`
-    (S, Q) the joules of [Q - 15 min, Q).
-    """
-    fams = _families(READING15M, AVG15M, INC15M)
-    for i, s in enumerate(sensors):
-        label = f'{SENSOR}="{s.id}"'
-        fams[READING15M].add(label, counters[i], quarters)
-        fams[INC15M].add(label, energy[i], quarters)
-        milli = (energy[i] * 10**AVG_SCALE * 2 + QUARTER_HOUR) // (2 * QUARTER_HOUR)
-        fams[AVG15M].add(label, milli, quarters, scale=AVG_SCALE)
-    return _streams({QUARTER_STREAM: fams})
+    """`write_history_chunk` into memory, as {stream: text} (empty without samples)."""
+    buf = io.BytesIO()
+    n = write_history_chunk(buf, sensors, quarters, counters, energy)
+    return ({QUARTER_STREAM: buf.getvalue()} if n else {}), n

@@ -70,6 +70,12 @@ class Journal:
 
 def promtool_blocks(text_file: Path, out_dir: Path, block_seconds: int) -> list[Path]:
     """Run promtool's OpenMetrics import; return the block directories it wrote."""
+    return promtool_run(text_file, out_dir, block_seconds)[0]
+
+
+def promtool_run(text_file: Path, out_dir: Path, block_seconds: int) -> tuple[list[Path], int]:
+    """`promtool_blocks`, and promtool's peak resident memory in bytes: it holds a block's
+    samples in memory, which is what bounds a chunk's size (backfill/plan.py)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     cmd = [
         "promtool",
@@ -82,11 +88,21 @@ def promtool_blocks(text_file: Path, out_dir: Path, block_seconds: int) -> list[
         str(out_dir),
     ]
     # promtool dies with the backfill (SIGKILL included): no orphan keeps writing into staging.
-    proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=die_with_parent)
-    if proc.returncode != 0:
-        raise IngestError(f"promtool failed on {text_file.name}: {proc.stderr.strip()[-2000:]}")
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, preexec_fn=die_with_parent)
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)  # wait() would not tell the memory
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            stderr = err.read().decode(errors="replace").strip()
+            raise IngestError(f"promtool failed on {text_file.name}: {stderr[-2000:]}")
     blocks = sorted(p for p in out_dir.iterdir() if p.is_dir() and (p / "meta.json").exists())
-    return blocks
+    return blocks, usage.ru_maxrss * 1024  # kB on Linux
 
 
 def label_block(block: Path, labels: dict[str, str]) -> None:
@@ -165,29 +181,35 @@ class Ingester:
             shutil.rmtree(trash, ignore_errors=True)
         return finished
 
-    def ingest(
-        self, chunk: Chunk, texts: dict[str, bytes], samples: int, block_seconds: int
-    ) -> dict[str, Any]:
-        """One chunk, one text per stream: promtool, label, then move every block."""
+    def stage(self, chunk: Chunk) -> Path:
+        """A fresh staging directory for `chunk`; its input files go to STAGE/<stream>/input.om."""
         stage = self.staging / chunk.id
         if stage.exists():
             shutil.rmtree(stage)
+        stage.mkdir(parents=True)
+        return stage
+
+    def ingest(
+        self, chunk: Chunk, inputs: dict[str, Path], samples: int, block_seconds: int
+    ) -> dict[str, Any]:
+        """One chunk, one input file per stream (in its stage): promtool, label, then move every
+        block."""
+        stage = self.staging / chunk.id
         entries: list[str] = []
-        for stream, text in texts.items():
-            (stage / stream).mkdir(parents=True)
-            text_file = stage / stream / "input.om"
-            text_file.write_bytes(text)
-            blocks = promtool_blocks(text_file, stage / stream / "blocks", block_seconds)
+        peak = 0
+        for stream, text_file in inputs.items():
+            blocks, rss = promtool_run(text_file, stage / stream / "blocks", block_seconds)
+            peak = max(peak, rss)
             text_file.unlink()
             for b in blocks:
                 label_block(b, self.labels.get(stream, {}))
                 os.rename(b, stage / stream / b.name)
                 entries.append(f"{stream}/{b.name}")
-        del texts
         info = {
             "blocks": entries,
             "samples": samples,
             "bytes": sum(dir_bytes(stage / e) for e in entries),
+            "promtool_rss": peak,
         }
         for d in self.target.dirs():
             d.mkdir(parents=True, exist_ok=True)

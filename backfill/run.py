@@ -2,31 +2,36 @@
 
 Both cores are used: the main thread generates the next raw chunk while promtool
 processes (one per worker thread) ingest the previous ones, and the 3-year
-history's model sums run in worker processes at the same time.  At most
-`workers + 1` chunk files exist at once, so disk use stays bounded.
+history's model sums run in worker processes at the same time (backfill/history.py).
+At most `workers + 1` chunk files exist at once (backfill/writer.py), and a chunk
+holds a bounded number of sensors (backfill/plan.py), so memory and disk stay
+bounded whatever the fleet's size.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import logging
 import multiprocessing
 import shlex
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from tqdm import tqdm
 
 from backfill import generate
+from backfill.history import HistoryLane
 from backfill.ingest import Ingester, Journal, Target
-from backfill.plan import HISTORY_BLOCK, RAW_BLOCK, Chunk, Plan
+from backfill.plan import RAW_BLOCK, Chunk, Plan, samples_per_sensor
 from backfill.report import Progress
-from homewatt import loadmodel, promapi
-from homewatt.contract import DAY, MINUTE, POWER, QUARTER_HOUR, READING15M
+from backfill.writer import Writer
+from homewatt import promapi
+from homewatt.contract import MINUTE, POWER, QUARTER_HOUR, READING15M, STREAMS
 from homewatt.fleet import Sensor
 from homewatt.meter import Ledger, counter, fingerprint
 from homewatt.procs import WaitTimeout, die_with_parent, wait_until
@@ -51,6 +56,7 @@ class Summary:
     seconds: float
     target: Target
     upload: list[list[str]] = field(default_factory=list)  # thanos commands that put the blocks in a bucket
+    promtool_rss: int = 0  # this run's largest promtool, peak resident bytes
 
     def text(self) -> str:
         def day(t: int) -> str:
@@ -77,17 +83,16 @@ class Summary:
                 f"  samples: {self.samples:,} this run ({rate:,.0f}/s), {self.total_samples:,} in all",
                 f"  blocks: {self.blocks}, {self.bytes / 1e6:,.1f} MB on disk, {bps:.2f} bytes/sample",
                 f"  took {self.seconds:.1f} s; blocks in {where}",
+                *([f"  promtool's peak memory: {self.promtool_rss / 1e6:,.0f} MB"] * bool(self.promtool_rss)),
                 *upload,
             ]
         )
 
 
 def expected_samples(n_sensors: int, chunk: Chunk, plan: Plan) -> int:
-    """Sample count of a chunk, for the progress bar (exact for raw, close for history)."""
-    if chunk.kind == "raw":
-        n = chunk.end - chunk.start
-        return n_sensors * (2 * n + 2 * (n // MINUTE) + 3 * (n // QUARTER_HOUR))  # + the quarter-hour counter
-    return n_sensors * 3 * ((chunk.end - chunk.start) // QUARTER_HOUR)
+    """Sample count of a chunk, for the progress bar (exact for raw, close for history);
+    `n_sensors` is the fleet's size, of which the chunk holds a group or all."""
+    return len(chunk.sensors(n_sensors)) * samples_per_sensor(chunk.kind, chunk.end - chunk.start)
 
 
 def _check_journal(
@@ -110,113 +115,49 @@ def _check_journal(
         )
 
 
-def _history_counters(
-    sensors: tuple[Sensor, ...], plan: Plan, raw_start_counter: np.ndarray, energy: np.ndarray, first_q: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Counter at every history quarter instant, walking back from the raw window's start.
-
-    `energy[:, j]` is the energy of [first_q + 900 j, first_q + 900 (j + 1)).  Returns
-    (instants, counters) for instants first_q + 900 .. history_end - 900.
-    """
-    history_end = first_q + QUARTER_HOUR * energy.shape[1]
-    tail = loadmodel.power(sensors, np.arange(plan.raw_start, history_end)).sum(axis=1)
-    at_end = raw_start_counter + tail  # counter at history_end
-    after = np.cumsum(energy[:, ::-1], axis=1)[:, ::-1]  # energy from quarter j to history_end
-    instants = first_q + QUARTER_HOUR * np.arange(1, energy.shape[1], dtype=np.int64)
-    counters = at_end[:, None] - after[:, 1:]
-    return instants, counters
+def _ledger_of(ledger: Ledger, group: tuple[Sensor, ...]) -> Ledger:
+    """The ledger of a group of its sensors (same cache), to read their counters alone."""
+    return ledger if group == ledger.sensors else Ledger(group, ledger.cache_dir)
 
 
-class _Writer:
-    """Hands generated chunks to promtool workers: at most `workers + 1` chunk texts
-    exist at once (so memory and disk stay bounded), and counts what they wrote."""
-
-    def __init__(
-        self,
-        ingester: Ingester,
-        pool: cf.ThreadPoolExecutor,
-        workers: int,
-        bar: tqdm,
-        on_chunk: Callable[[], None] = lambda: None,
-    ) -> None:
-        self.ingester, self.pool, self.bar, self.on_chunk = ingester, pool, bar, on_chunk
-        self.slots = threading.BoundedSemaphore(workers + 1)
-        self.lock = threading.Lock()
-        self.jobs: list[cf.Future[None]] = []
-        self.written = 0
-        self.samples = 0
-
-    def submit(self, chunk: Chunk, texts: dict[str, bytes], n: int, block: int) -> None:
-        self.slots.acquire()
-        self.jobs.append(self.pool.submit(self._ingest, chunk, texts, n, block))
-        _raise_failed(self.jobs)
-
-    def _ingest(self, chunk: Chunk, texts: dict[str, bytes], n: int, block: int) -> None:
-        try:
-            self.ingester.ingest(chunk, texts, n, block)
-        finally:
-            self.slots.release()
-        with self.lock:
-            self.written += 1
-            self.samples += n
-            self.bar.update(n)
-        self.on_chunk()
-
-    def finish(self) -> None:
-        for job in self.jobs:
-            job.result()
-
-
-def _history_sums(
-    procs: cf.ProcessPoolExecutor, sensors: tuple[Sensor, ...], plan: Plan
-) -> list[cf.Future[np.ndarray]]:
-    """Phase 1: the history's quarter-hour energies, summed from the model in worker processes
-    (30 days a task) while the main thread writes the raw chunks."""
-    first_q = plan.history_start - QUARTER_HOUR
-    end = plan.of("history")[-1].end
-    edges = [*range(first_q, end, 30 * DAY), end]
-    spans = zip(edges[:-1], edges[1:], strict=True)
-    return [procs.submit(generate.quarter_energy, sensors, a, b) for a, b in spans]
+def _raw_text(
+    out: dict[str, BinaryIO],
+    group: tuple[Sensor, ...],
+    chunk: Chunk,
+    start: np.ndarray,
+    plan: Plan,
+    ends: list[np.ndarray],
+) -> dict[str, int]:
+    counts, end = generate.write_raw_chunk(
+        out, group, chunk.start, chunk.end, start, plan.raw_start + MINUTE, plan.raw_start
+    )
+    ends.append(end)
+    return counts
 
 
 def _write_raw(
-    writer: _Writer,
+    writer: Writer,
     sensors: tuple[Sensor, ...],
     plan: Plan,
     todo: list[Chunk],
     ledger: Ledger,
     start: np.ndarray,
+    between: Callable[[], None],
 ) -> None:
-    """Phase 2: raw chunks in time order, carrying the counter from one chunk to the next
-    (`start` is the counter at the raw window's start)."""
-    carry_at, carry = plan.raw_start, start
+    """Raw chunks in time order, each group of sensors carrying its counter from one chunk to
+    the next (`start` is the counter at the raw window's start); `between` runs after each."""
+    carry: dict[tuple[int, int | None], tuple[int, np.ndarray]] = {}
     for chunk in todo:
-        if carry_at != chunk.start:  # an earlier run wrote the chunk before: read the counter afresh
-            carry = counter(ledger, [chunk.start])[:, 0]
-        texts, n, carry = generate.raw_chunk(
-            sensors, chunk.start, chunk.end, carry, plan.raw_start + MINUTE, plan.raw_start
-        )
-        carry_at = chunk.end
-        writer.submit(chunk, texts, n, RAW_BLOCK)
-
-
-def _write_history(
-    writer: _Writer,
-    sensors: tuple[Sensor, ...],
-    plan: Plan,
-    todo: list[Chunk],
-    sums: list[cf.Future[np.ndarray]],
-    raw_start_counter: np.ndarray,
-) -> None:
-    """Phase 3: the counters need every quarter's energy; then one file per block."""
-    first_q = plan.history_start - QUARTER_HOUR
-    energy = np.concatenate([f.result() for f in sums], axis=1)
-    instants, counters = _history_counters(sensors, plan, raw_start_counter, energy, first_q)
-    for chunk in todo:
-        sel = (instants >= chunk.start) & (instants < chunk.end)
-        # energy[:, j] ends at instant first_q + 900 (j + 1) = instants[j]
-        texts, n = generate.history_chunk(sensors, instants[sel], counters[:, sel], energy[:, :-1][:, sel])
-        writer.submit(chunk, texts, n, HISTORY_BLOCK)
+        r = chunk.sensors(len(sensors))
+        group = sensors[r.start : r.stop]
+        at, values = carry.get((chunk.first, chunk.stop), (plan.raw_start, start[r.start : r.stop]))
+        if at != chunk.start:  # an earlier run wrote the chunk before: read the counter afresh
+            values = counter(_ledger_of(ledger, group), [chunk.start])[:, 0]
+        ends: list[np.ndarray] = []  # the counters at the chunk's end
+        write = functools.partial(_raw_text, group=group, chunk=chunk, start=values, plan=plan, ends=ends)
+        writer.write(chunk, STREAMS, RAW_BLOCK, write)
+        carry[(chunk.first, chunk.stop)] = (chunk.end, ends[0])
+        between()
 
 
 def run(
@@ -270,12 +211,15 @@ def run(
             workers, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent
         ) as procs,
     ):
-        writer = _Writer(ingester, pool, workers, bar, report)
-        sums = _history_sums(procs, sensors, plan) if history_todo else []
-        _write_raw(writer, sensors, plan, raw_todo, ledger, raw_start_counter)
-        if history_todo:
-            _write_history(writer, sensors, plan, history_todo, sums, raw_start_counter)
-        writer.finish()
+        writer = Writer(ingester, pool, workers, bar, report)
+        try:
+            history = HistoryLane(writer, procs, sensors, plan, history_todo, raw_start_counter)
+            _write_raw(writer, sensors, plan, raw_todo, ledger, raw_start_counter, history.poll)
+            history.drain()
+            writer.finish()
+        except BaseException:  # the sums queued for later windows would be waited for in vain
+            procs.shutdown(wait=False, cancel_futures=True)
+            raise
     bar.close()
     report(force=True)
     done = journal.done.values()
@@ -290,13 +234,8 @@ def run(
         bytes=sum(d["bytes"] for d in done),
         seconds=time.monotonic() - start_time,
         target=target,
+        promtool_rss=writer.promtool_rss,
     )
-
-
-def _raise_failed(jobs: list[cf.Future[None]]) -> None:
-    for job in jobs:
-        if job.done() and job.exception() is not None:
-            raise job.exception()  # type: ignore[misc]
 
 
 def wait_for_history(url: str, plan: Plan, sensors: int, timeout: float = 150.0) -> None:

@@ -22,8 +22,10 @@ from backfill.__main__ import options_from_argv
 from backfill.api import backfill as run_backfill
 from backfill.api import first_metered_second
 from backfill.ingest import Ingester, Journal, Target
-from backfill.plan import make_plan
-from backfill.run import BackfillError
+from backfill.plan import SAMPLES_PER_CHUNK, make_plan
+from backfill.run import BackfillError, expected_samples
+from benchmarks._fleets import big_fleet
+from benchmarks._fleets import write_fleet as write_generated_fleet
 from homewatt import loadmodel, promapi, replay
 from homewatt.config import REPO, Settings
 from homewatt.contract import BACKFILL_DONE, BACKFILL_JOB, BACKFILL_PLANNED, QUARTER_HOUR
@@ -384,3 +386,52 @@ def test_the_live_start_is_the_second_the_first_scrape_metered():
     assert first_metered_second([(100.98, 5300.0, "s"), (101.98, 5600.0, "s")], at) == 101
     assert first_metered_second([(100.25, 5000.0, "s")], at) == 100
     assert first_metered_second([(100.25, 5000.0, "s")], None) == 100
+
+
+def test_a_chunk_holds_a_bounded_number_of_samples_whatever_the_fleet():
+    """Memory is set by the chunk: a big fleet's windows are cut into groups of sensors, each
+    sensor in exactly one group per window; the default fleet's plan is what it always was."""
+    for n in (6, 1_000, 10_000):
+        plan = make_plan(END_TS, 90, 1096, n)
+        assert max(expected_samples(n, c, plan) for c in plan.chunks) <= SAMPLES_PER_CHUNK
+        windows: dict[tuple[str, int, int], list[int]] = {}
+        for c in plan.chunks:
+            windows.setdefault((c.kind, c.start, c.end), []).extend(c.sensors(n))
+        assert all(sorted(ids) == list(range(n)) for ids in windows.values())
+        assert len({c.id for c in plan.chunks}) == len(plan.chunks)
+    assert [c.id for c in make_plan(END_TS, 90, 1096, 6).chunks] == [
+        c.id for c in make_plan(END_TS, 90, 1096).chunks
+    ]
+
+
+def test_a_generated_fleet_of_hundreds_is_backfilled_in_groups_with_the_right_totals(tmp_path):
+    n, raw_days, history_days = 200, 0.125, 2.0
+    fleet = big_fleet(n, dt.date(2026, 5, 31))
+    fleet_file = write_generated_fleet(tmp_path / "fleet.yaml", fleet)
+    data = tmp_path / "data"
+    argv = args_for(data, fleet_file, raw_days=raw_days, history_days=history_days)
+    summary = run_backfill(options_from_argv(argv))
+    plan = make_plan(END_TS, raw_days, history_days, n)
+    assert summary.written == len(plan.chunks) and summary.sensors == n
+    metas = [json.loads(p.read_text()) for p in (data / "prometheus").glob("*/meta.json")]
+    assert sum(m["stats"]["numSamples"] for m in metas) == summary.total_samples
+    starts = [m["minTime"] for m in metas]
+    assert len(set(starts)) < len(starts), "several groups' blocks share a window"
+    picks = [fleet[0], fleet[n // 2], fleet[-1]]
+    ledger = Ledger(picks)
+    settings = Settings.from_env({**os.environ, **stack_env(data, fleet_file)})
+    with Supervisor(data / "logs") as sup:
+        sup.run(Stack(settings).prometheus(standalone=True))
+        prom = settings.prometheus_url
+        last, first = END_TS - 1, plan.raw_start
+        assert len(promapi.query(prom, "elec_power_watts", at=last)) == n
+        increase = promapi.by_label(
+            promapi.query(prom, f"elec_energy_joules_total @ {last} - elec_energy_joules_total @ {first}")
+        )
+        assert len(increase) == n
+        for s in picks:
+            assert increase[s.id] == loadmodel.power(s, np.arange(first, last)).sum(), s.id
+        for q in (plan.history_start, plan.history_start + 86_400 + 45 * 60):
+            got = promapi.by_label(promapi.query(prom, "sensor:elec_energy_joules_total:reading15m", at=q))
+            assert len(got) == n
+            assert [got[s.id] for s in picks] == list(counter(ledger, [q])[:, 0]), q
