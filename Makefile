@@ -61,12 +61,14 @@ rules-test: system-deps
 
 # Every generated file, written anew (tests fail while one is stale): the dashboards'
 # JSON, the Docker stack's Prometheus config, the two Alertmanager configs, the Docker
-# Thanos Ruler's rule files (thanos/rules/, on-the-clock copies of rules/), and the
-# unusual-consumption rule test (made from the load model).
+# Thanos Ruler's rule files (thanos/rules/, on-the-clock copies of rules/), the daily
+# reading's rule and its promtool tests (made from zoneinfo; before the Ruler's copies),
+# and the unusual-consumption rule test (made from the load model).
 generate: venv
 	$(PY) grafana/dashboards.py
 	$(PY) -m homewatt.promconfig
 	$(PY) -m alertmanager.config
+	$(PY) -m homewatt.localday
 	$(PY) -m homewatt.ruleralign
 	$(PY) rules/generate_tests.py
 

@@ -38,11 +38,13 @@ from homewatt.contract import (
     QUARTER_HOUR,
     QUARTER_STREAM,
     RAW_STREAM,
+    READING1D,
     READING15M,
     SENSOR,
     Metric,
 )
-from homewatt.fleet import Sensor
+from homewatt.fleet import DEFAULT_TIMEZONE, Sensor
+from homewatt.localday import at_midnight
 
 # The live series' labels (prometheus.yml pins instance), so history and live are one series.
 RAW_LABELS = f'job="{EXPORTER_JOB}",instance="{EXPORTER_INSTANCE}",'
@@ -77,6 +79,11 @@ class Stream:
 
     def close(self) -> None:
         self.out.write(EOF_MARK)
+
+
+def _timezone(sensors: Sequence[Sensor]) -> str:
+    """The fleet's timezone (every sensor carries it)."""
+    return sensors[0].timezone if sensors else DEFAULT_TIMEZONE
 
 
 def _slices(n: int, per_row: int) -> Iterator[slice]:
@@ -139,7 +146,8 @@ def write_raw_chunk(
 
     `counter_start` is each sensor's counter at `start`.  Writes one text per block
     stream into `out` (homewatt/streams.py: per-second data and 1m aggregates in
-    "raw"; 15m aggregates and the counter at each quarter-hour in "quarter"), and
+    "raw"; 15m aggregates and the counter at each quarter-hour and local midnight in
+    "quarter"), and
     returns each stream's sample count and the counters at `end` (the next chunk's
     start).
     """
@@ -172,6 +180,11 @@ def write_raw_chunk(
     for i, label in enumerate(labels):
         at = ends_15m[present[i][ends_15m - start]]
         quarter.series(READING15M, label, counters[i, at - first], at)
+    # ... and at each local midnight, for the day bars (homewatt/localday.py).
+    midnight = at_midnight(ends_15m, _timezone(sensors))
+    for i, label in enumerate(labels):
+        at = ends_15m[midnight & present[i][ends_15m - start]]
+        quarter.series(READING1D, label, counters[i, at - first], at)
     for metric in (AVG15M, INC15M):
         for i, label in enumerate(labels):
             _window_aggregates(quarter, label, counters[i], first, q, metric, ends_15m)
@@ -229,8 +242,9 @@ def quarter_energy(sensors: Sequence[Sensor], start: int, end: int) -> np.ndarra
 def write_history_chunk(
     out: BinaryIO, sensors: Sequence[Sensor], quarters: np.ndarray, counters: np.ndarray, energy: np.ndarray
 ) -> int:
-    """Quarter-hour history (the quarter stream): the counter at each instant Q and the
-    15m aggregates ending at Q; returns the sample count.
+    """Quarter-hour history (the quarter stream): the counter at each instant Q (and again
+    as the daily reading where Q is a local midnight) and the 15m aggregates ending at Q;
+    returns the sample count.
 
     `quarters` (Q,) aligned instants, `counters` (S, Q) the counter there, `energy`
     (S, Q) the joules of [Q - 15 min, Q).
@@ -239,6 +253,9 @@ def write_history_chunk(
     labels = [f'{SENSOR}="{s.id}"' for s in sensors]
     for i, label in enumerate(labels):
         stream.series(READING15M, label, counters[i], quarters)
+    midnight = at_midnight(quarters, _timezone(sensors))
+    for i, label in enumerate(labels):
+        stream.series(READING1D, label, counters[i][midnight], quarters[midnight])
     for i, label in enumerate(labels):
         milli = (energy[i] * 10**AVG_SCALE * 2 + QUARTER_HOUR) // (2 * QUARTER_HOUR)
         stream.series(AVG15M, label, milli, quarters, scale=AVG_SCALE)

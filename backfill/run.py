@@ -90,7 +90,7 @@ class Summary:
 
 
 def expected_samples(n_sensors: int, chunk: Chunk, plan: Plan) -> int:
-    """Sample count of a chunk, for the progress bar (exact for raw, close for history);
+    """Sample count of a chunk, for the progress bar (close: plan.samples_per_sensor);
     `n_sensors` is the fleet's size, of which the chunk holds a group or all."""
     return len(chunk.sensors(n_sensors)) * samples_per_sensor(chunk.kind, chunk.end - chunk.start)
 

@@ -11,8 +11,10 @@ PromQL notes the queries rely on (Prometheus 2.42):
   (t, t + d] instead;
 - a query_range value at t is drawn at t: bars are computed for [t, t + step)
   (negative offsets) so each sits on the period it belongs to; Grafana aligns
-  the steps in the dashboard's timezone (Europe/Paris), so a 1d step starts at
-  local midnight;
+  the steps in the dashboard's timezone (Europe/Paris) with the UTC offset at the
+  range's end, so a 1d step starts at local midnight in that season and at 01:00
+  or 23:00 in the other: the day bars read the daily reading instead of a fixed
+  24 h (homewatt/localday.py);
 - panel time overrides give calendar periods: `now/M` with a time shift of
   `1M` is last month up to the same point, `1M/M` the whole of last month;
 - the counter before the raw window exists only every 15 minutes, beyond the
@@ -53,6 +55,7 @@ from homewatt.contract import (
     PARTNER_WINDOW_END,
     PARTNER_WINDOW_START,
     POWER,
+    READING1D,
     READING15M,
     SILENT,
     USAGE_ENERGY,
@@ -68,6 +71,7 @@ TZ = "Europe/Paris"
 S = '{sensor="$sensor"}'
 COUNTER = f"{ENERGY.name}{S}"  # the 1 s counter: Live's today/yesterday
 READING = f"{READING15M.name}{S}"  # the counter read every quarter-hour: every History total
+DAILY = f"{READING1D.name}{S}"  # the counter read at each local midnight: the day bars
 # How far back a reading is looked for: readings come every 15 minutes, but right after
 # the first start the last backfilled one and the Ruler's first can be up to 30 minutes
 # apart.  last_over_time takes the newest in the window, so a wider one changes nothing else.
@@ -186,8 +190,19 @@ def history() -> db.Dashboard:
     # (t - step, t] in Prometheus 2.42 and 3 alike: Thanos Query runs the newer engine, whose
     # range selectors leave out their start; offset -1ms makes 2.42's closed window match.
     mean_kw = f"avg_over_time({AVG15M.name}{S}[$__interval] offset -1ms) / 1000"
+    # The bar at step t: the daily reading at the last local midnight at or before t + step
+    # minus the one at or before t.  Steps on local midnights give calendar days, 23 h and
+    # 25 h ones included; Grafana aligns every step with the UTC offset at the range's end,
+    # so in the other DST season they sit at 01:00 (still that day) or 23:00 (the day
+    # before, whose bar it then is).  The bars telescope, so the week and month sums stay
+    # exact whatever the phase; docs/limits.md has the two days a summer-opened view
+    # draws oddly.  Both windows end 15 min later (a standalone Prometheus stamps the
+    # reading up to 15 min after midnight); the end's window, (t + 15m, t + step + 15m],
+    # is empty for a bar not over yet, as before.  A window's start is never a reading,
+    # so Prometheus 2.42 (closed) and Thanos Query (start left out) agree.
     day_kwh = (
-        f"(last_over_time({READING}[{LOOKBACK}] offset -1d) - last_over_time({READING}[{LOOKBACK}])) / 3.6e6"
+        f"(last_over_time({DAILY}[$__interval] offset -${{__interval}}15m)"
+        f" - last_over_time({DAILY}[25h] offset -15m)) / 3.6e6"
     )
     d = (
         db.Dashboard("homewatt — History")

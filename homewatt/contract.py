@@ -139,15 +139,20 @@ _RULES = {
     "sensor:elec_energy_joules_total:reading15m": (
         "The energy counter read at the quarter-hour, J: a total is the difference of two readings."
     ),
+    "sensor:elec_energy_joules_total:reading1d": (
+        "The energy counter read at each local midnight, J: a day's total is the difference of two."
+    ),
 }
-AVG1M, INC1M, AVG15M, INC15M, READING15M = (Metric(name, "gauge", text) for name, text in _RULES.items())
+AVG1M, INC1M, AVG15M, INC15M, READING15M, READING1D = (
+    Metric(name, "gauge", text) for name, text in _RULES.items()
+)
 # For HomewattSensorSilent (rules/homewatt-alerts.rules.yml): only silent sensors have it.
 SILENT = Metric(
     "sensor:elec_power_watts:silent_seconds",
     "gauge",
     "Seconds since a silent sensor's last power sample, while the other sensors report.",
 )
-RECORDED = (AVG1M, INC1M, AVG15M, INC15M, READING15M, SILENT)
+RECORDED = (AVG1M, INC1M, AVG15M, INC15M, READING15M, READING1D, SILENT)
 
 # Pushed by the nightly job (grouping key: sensor).
 USAGE_SHARE = Metric(

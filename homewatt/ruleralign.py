@@ -128,6 +128,17 @@ def aligned(
     return {**doc, "groups": groups}
 
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line expressions as literal blocks, as in the sources, not as escaped strings."""
+
+
+def _str(dumper: yaml.SafeDumper, text: str) -> yaml.Node:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style="|" if "\n" in text else None)
+
+
+_Dumper.add_representer(str, _str)
+
+
 def render(source: Path, data_dir: str, loaded_as: str, shard: int = 0, shards: int = 1) -> str:
     """The Ruler's copy of `source`, for a Ruler given `--rule-file=<loaded_as>` and `--data-dir`."""
     doc = yaml.safe_load(source.read_text())
@@ -138,7 +149,7 @@ def render(source: Path, data_dir: str, loaded_as: str, shard: int = 0, shards: 
         f"#   --rule-file={loaded_as} --data-dir={data_dir}\n"
         "# query_offset puts each recording group's evaluations on the clock (that module says why).\n"
     )
-    return header + yaml.safe_dump(doc, sort_keys=False)
+    return header + yaml.dump(doc, Dumper=_Dumper, sort_keys=False)
 
 
 def write(

@@ -215,42 +215,101 @@ def test_a_days_quarter_hours_add_up_to_the_days_total(data):
     assert sorted(points) == list(range(day0, day0 + 86400, 900))  # 96 quarter-hours, drawn at their start
     total = (counter(ledger, [day0 + 86400])[0, 0] - counter(ledger, [day0])[0, 0]) / 3.6e6
     assert abs(sum(points.values()) - total) <= 0.005 * total
-    days = by_title("history", "Energy per day (kWh), each bar on its local day", now, span)
+    days = by_title("history", DAY_BARS, now, span)
     (bars,) = promapi.query_range(prom, days.expr, days.start, days.end, days.step)
     assert [(int(float(t)), pytest.approx(float(v), rel=1e-12)) for t, v in bars["values"]] == [(day0, total)]
 
 
-@pytest.mark.integration
-@pytest.mark.parametrize(
-    ("title", "key", "start", "end"),
-    [
-        (
-            "Energy per month (kWh)",
-            "2026-02",
-            dt.datetime(2026, 2, 1, tzinfo=PARIS),
-            dt.datetime(2026, 3, 1, tzinfo=PARIS),
-        ),
-        (
-            "Energy per week (kWh)",
-            "2026-W06",
-            dt.datetime(2026, 2, 2, tzinfo=PARIS),
-            dt.datetime(2026, 2, 9, tzinfo=PARIS),
-        ),
-    ],
-)
-def test_week_and_month_bars_are_the_counters_increase(data, title, key, start, end):
-    prom, ledger = data["prom"], data["ledger"]
-    now = dt.datetime.now(dt.UTC)
-    dash = dashboards()["history"]
-    (panel,) = [p for p in dash["panels"] if p["title"] == title]
+DAY_BARS = "Energy per day (kWh), each bar on its local day"
+# A History view opened in summer: Grafana then aligns every 1d step on 00:00 CEST, which is
+# 23:00 CET the day before in winter (the tests' own `now` is in winter, when this is written).
+SUMMER = dt.datetime(2026, 7, 15, 10, tzinfo=dt.UTC)
+
+
+def local_days_kwh(ledger: Ledger, first: dt.date, days: int = 1) -> float:
+    """The counter's increase over local calendar days, kWh."""
+    start = dt.datetime.combine(first, dt.time(), PARIS)
+    end = dt.datetime.combine(first + dt.timedelta(days=days), dt.time(), PARIS)
+    return (
+        float(counter(ledger, [int(end.timestamp())])[0, 0] - counter(ledger, [int(start.timestamp())])[0, 0])
+        / 3.6e6
+    )
+
+
+def day_bars(prom: str, now: dt.datetime, title: str = DAY_BARS) -> list[tuple[dt.datetime, float]]:
+    """A 1-year History view's bars, opened at `now`: (the bar's instant, local; kWh)."""
     q = by_title("history", title, now, ("now-1y", "now"))
     assert q.step == 86400
     (series,) = promapi.query_range(prom, q.expr, q.start, q.end, q.step)
-    bars = ge.transform(panel, [(float(t), float(v)) for t, v in series["values"]], dash["timezone"])
-    exact = (
-        counter(ledger, [int(end.timestamp())])[0, 0] - counter(ledger, [int(start.timestamp())])[0, 0]
-    ) / 3.6e6
-    assert bars[key] == pytest.approx(exact, rel=1e-9)
+    return [(dt.datetime.fromtimestamp(float(t), PARIS), float(v)) for t, v in series["values"]]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("opened", "day", "hours", "at"),
+    [
+        ("now", dt.date(2026, 3, 29), 23, "00:00+01:00"),  # DST starts
+        ("now", dt.date(2026, 10, 25), 25, "01:00+02:00"),  # DST ends; a summer step
+        ("now", dt.date(2026, 7, 14), 24, "01:00+02:00"),
+        ("now", dt.date(2026, 1, 14), 24, "00:00+01:00"),
+        ("summer", dt.date(2026, 1, 14), 24, "23:00+01:00"),  # the step is the day's last hour
+        ("summer", dt.date(2025, 10, 26), 25, "23:00+01:00"),
+    ],
+)
+def test_a_day_bar_is_the_counters_increase_over_its_local_day(data, opened, day, hours, at):
+    """Each bar is its local calendar day, 23 h and 25 h days included, whatever the UTC
+    offset Grafana aligned the steps with (issue 15: they used to run 01:00 to 01:00)."""
+    prom, ledger = data["prom"], data["ledger"]
+    now = dt.datetime.now(dt.UTC) if opened == "now" else SUMMER
+    (bar,) = [(t, kwh) for t, kwh in day_bars(prom, now) if t.date() == day]
+    assert bar[0].isoformat()[11:] == f"{at[:5]}:00{at[5:]}"
+    start, end = (dt.datetime.combine(d, dt.time(), PARIS) for d in (day, day + dt.timedelta(days=1)))
+    assert end - start == dt.timedelta(hours=hours)
+    assert bar[1] == pytest.approx(local_days_kwh(ledger, day), rel=1e-12)
+
+
+@pytest.mark.integration
+def test_a_summer_opened_view_draws_the_dst_days_with_the_days_next_to_them(data):
+    """Opened in summer, no step falls on 2026-03-29 (23:00 CET on the 28th, then 00:00 CEST on
+    the 30th): the 28th's bar holds both days.  On 2025-10-26 two steps do (00:00 CEST, 23:00
+    CET): the first has no bar, the second is the whole day.  Sums stay exact (docs/limits.md)."""
+    prom, ledger = data["prom"], data["ledger"]
+    bars = dict(day_bars(prom, SUMMER))
+    spring = {
+        t.isoformat(): v for t, v in bars.items() if dt.date(2026, 3, 28) <= t.date() <= dt.date(2026, 3, 30)
+    }
+    assert list(spring) == ["2026-03-28T23:00:00+01:00", "2026-03-30T00:00:00+02:00"]
+    assert spring["2026-03-28T23:00:00+01:00"] == pytest.approx(
+        local_days_kwh(ledger, dt.date(2026, 3, 28), days=2), rel=1e-12
+    )
+    autumn = [t.isoformat() for t in bars if t.date() == dt.date(2025, 10, 26)]
+    assert autumn == ["2025-10-26T23:00:00+01:00"]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("opened", "title", "key", "first", "days"),
+    [
+        ("now", "Energy per month (kWh)", "2026-02", dt.date(2026, 2, 1), 28),
+        ("now", "Energy per week (kWh)", "2026-W06", dt.date(2026, 2, 2), 7),
+        ("now", "Energy per month (kWh)", "2026-07", dt.date(2026, 7, 1), 31),  # summer
+        ("now", "Energy per week (kWh)", "2026-W28", dt.date(2026, 7, 6), 7),
+        ("now", "Energy per month (kWh)", "2026-03", dt.date(2026, 3, 1), 31),  # its 23 h day
+        ("now", "Energy per week (kWh)", "2026-W43", dt.date(2026, 10, 19), 7),  # its 25 h day
+        ("summer", "Energy per month (kWh)", "2026-01", dt.date(2026, 1, 1), 31),  # winter, 23:00 steps
+        ("summer", "Energy per week (kWh)", "2026-W13", dt.date(2026, 3, 23), 7),
+        ("summer", "Energy per month (kWh)", "2025-10", dt.date(2025, 10, 1), 31),
+        ("summer", "Energy per week (kWh)", "2025-W43", dt.date(2025, 10, 20), 7),
+    ],
+)
+def test_week_and_month_bars_are_the_counters_increase(data, opened, title, key, first, days):
+    prom, ledger = data["prom"], data["ledger"]
+    now = dt.datetime.now(dt.UTC) if opened == "now" else SUMMER
+    dash = dashboards()["history"]
+    (panel,) = [p for p in dash["panels"] if p["title"] == title]
+    points = [(t.timestamp(), v) for t, v in day_bars(prom, now, title)]
+    bars = ge.transform(panel, points, dash["timezone"])
+    assert bars[key] == pytest.approx(local_days_kwh(ledger, first, days), rel=1e-9)
 
 
 @pytest.mark.integration
