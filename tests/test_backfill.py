@@ -26,9 +26,9 @@ from backfill.plan import SAMPLES_PER_CHUNK, make_plan
 from backfill.run import BackfillError, expected_samples
 from benchmarks._fleets import big_fleet
 from benchmarks._fleets import write_fleet as write_generated_fleet
-from homewatt import loadmodel, promapi, replay
+from homewatt import loadmodel, localday, promapi, replay
 from homewatt.config import REPO, Settings
-from homewatt.contract import BACKFILL_DONE, BACKFILL_JOB, BACKFILL_PLANNED, QUARTER_HOUR
+from homewatt.contract import BACKFILL_DONE, BACKFILL_JOB, BACKFILL_PLANNED, QUARTER_HOUR, READING1D
 from homewatt.fleet import load_fleet
 from homewatt.meter import Ledger, counter
 from homewatt.procs import WaitTimeout, wait_until
@@ -373,6 +373,26 @@ def test_backfilled_aggregates_agree_with_the_rules_evaluated_on_the_same_data(b
             between = promapi.by_label(promapi.query(prom, rules[record], at=T - 0.6))  # holds T-60 .. T-1
             for s in fleet.sensors:
                 assert between[s.id] == pytest.approx(backfilled_value[s.id], abs=5e-4)
+    # The daily reading: the rule, evaluated at a local midnight of the raw window or within the
+    # quarter-hour after it, reads the counter the backfill wrote there; at no other time.
+    daily = READING1D.name
+    midnight = int(localday.midnights(END_TS - 86400, END_TS)[0])  # 2026-06-01 00:00 CEST
+    backfilled_value = promapi.by_label(promapi.query(prom, daily, at=midnight))
+    assert {float(r["value"][1]) for r in promapi.query(prom, f"timestamp({daily})", at=midnight)} == {
+        float(midnight)
+    }
+    for at in (midnight, midnight + 0.4):
+        assert promapi.by_label(promapi.query(prom, rules[daily], at=at)) == backfilled_value
+    assert set(promapi.by_label(promapi.query(prom, rules[daily], at=midnight + 899))) == set(
+        backfilled_value
+    )
+    for at in (midnight - 1, midnight + 900, midnight + 3600):
+        assert promapi.query(prom, rules[daily], at=at) == []
+    # One daily reading per local midnight of the history and the raw window, none elsewhere
+    # (the modelled home; the replayed one has no reading where its source has a hole).
+    plan = backfilled["plan"]
+    counts = promapi.by_label(promapi.query(prom, f"count_over_time({daily}[70d])", at=END_TS))
+    assert counts["s-002"] == len(localday.midnights(plan.history_start, END_TS))
 
 
 def test_the_live_start_is_the_second_the_first_scrape_metered():

@@ -264,7 +264,7 @@ def test_a_day_bar_is_the_counters_increase_over_its_local_day(data, opened, day
     (bar,) = [(t, kwh) for t, kwh in day_bars(prom, now) if t.date() == day]
     assert bar[0].isoformat()[11:] == f"{at[:5]}:00{at[5:]}"
     start, end = (dt.datetime.combine(d, dt.time(), PARIS) for d in (day, day + dt.timedelta(days=1)))
-    assert end - start == dt.timedelta(hours=hours)
+    assert end.timestamp() - start.timestamp() == hours * 3600
     assert bar[1] == pytest.approx(local_days_kwh(ledger, day), rel=1e-12)
 
 
