@@ -27,8 +27,8 @@ generated: the dashboards use it too.
 
 promtool 2.42 evaluates a test's rules at every multiple of its
 evaluation_interval from 1970, so each test file reads one instant of 2026 with an
-interval that divides it (a few thousand evaluations, instead of half a million
-at 1h).
+interval that divides it (under a thousand evaluations, instead of half a million
+at 1h; the offset's 40 terms cost about 2 ms an evaluation).
 """
 
 from __future__ import annotations
@@ -176,7 +176,7 @@ class Case:
     @property
     def interval(self) -> int:
         """The smallest whole-minute divisor of `at` that keeps the evaluations since 1970
-        under 1,000, and whose neighbours (at +- it) are not local midnights."""
+        under 1,000, and whose neighbours (at +- it) are in no local day's first quarter-hour."""
         for evaluations in range(1000, 100, -1):
             if self.at % evaluations == 0 and (self.at // evaluations) % 60 == 0:
                 d = self.at // evaluations

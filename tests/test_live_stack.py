@@ -38,7 +38,7 @@ def test_rendered_config_passes_promtool(tmp_path):
     every = sorted((REPO / "rules").glob("*.rules.yml"))
     assert f"SUCCESS: {len(every)} rule files found" in out.stdout
     assert "SUCCESS: 2 rules found" in out.stdout  # the 1m pair
-    assert "SUCCESS: 3 rules found" in out.stdout  # the 15m pair and the counter's reading
+    assert "SUCCESS: 4 rules found" in out.stdout  # the 15m pair and the counter's two readings
     # Under Thanos, Prometheus runs the 1m file and the alerts it can evaluate (the Ruler the
     # 15m one and the alert that needs weeks of history).
     path = promconfig.write(tmp_path / "thanos.yml", {}, rule_files=promconfig.PROMETHEUS_RULES)
