@@ -110,7 +110,7 @@ PARTNER_SCRIPT = BENCH / "partner_job_rate.py"
 BACKFILL_SCRIPT = BENCH / "backfill_rate.py"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Rule groups timed, and the seconds of data their window reads (homewatt-live's silent_seconds
-# reads a [1h:1m] subquery).
+# reads an hour of the 15 s sensor:elec_power_watts:timestamp; before session 7 a [1h:1m] subquery of the 1 s data).
 GROUPS = {"homewatt-1m": 60, "homewatt-15m": 900, "homewatt-live": 3600}
 MAKE_UP_INTERVAL = {"homewatt-1m": 60, "homewatt-15m": 900, "homewatt-live": 15}
 OFFLINE_FILLS_MIN = (2, 5, 15, 30, 60)
@@ -725,7 +725,7 @@ def report(results: dict[str, Any]) -> None:
         "  the run scaled to a day. B/sample: the head written as a block (snapshot API), its index spread over a\n"
         "  2 h block. Rules, ms: prometheus_rule_group_last_duration_seconds in the run (wall time), median of\n"
         "  the evaluations with a full window, else of the last three with the minutes of data their window\n"
-        "  held (live: the 15 s alert group, whose silent_seconds reads a [1h:1m] subquery). History: one\n"
+        "  held (live: the 15 s alert group, whose silent_seconds reads an hour of the 15 s sensor:elec_power_watts:timestamp; before session 7 a [1h:1m] subquery of the 1 s data). History: one\n"
         "  sensor, server time (execTotalTime) of all 21 panels, in the live run / on the quiet TSDB.\n"
         "  Load average: 1 min, at start and end (2 cores, shared with other work)."
     )

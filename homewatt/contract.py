@@ -146,13 +146,19 @@ _RULES = {
 AVG1M, INC1M, AVG15M, INC15M, READING15M, READING1D = (
     Metric(name, "gauge", text) for name, text in _RULES.items()
 )
-# For HomewattSensorSilent (rules/homewatt-alerts.rules.yml): only silent sensors have it.
+# For HomewattSensorSilent (rules/homewatt-alerts.rules.yml): when each sensor's newest
+# sample was taken, and, only for silent sensors, the seconds since.
+LAST_SAMPLE = Metric(
+    "sensor:elec_power_watts:timestamp",
+    "gauge",
+    "When the sensor's newest power (or apparent power) sample was taken, Unix seconds.",
+)
 SILENT = Metric(
     "sensor:elec_power_watts:silent_seconds",
     "gauge",
     "Seconds since a silent sensor's last power sample, while the other sensors report.",
 )
-RECORDED = (AVG1M, INC1M, AVG15M, INC15M, READING15M, READING1D, SILENT)
+RECORDED = (AVG1M, INC1M, AVG15M, INC15M, READING15M, READING1D, LAST_SAMPLE, SILENT)
 
 # Pushed by the nightly job (grouping key: sensor).
 USAGE_SHARE = Metric(
