@@ -18,8 +18,9 @@ asks one sensor for 86,400 seconds, the exporter asks 10,000 sensors for one.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -64,11 +65,16 @@ _STREAM = np.uint64(0xD6E8FEB86659FD93)
 
 
 def _splitmix(x: np.ndarray) -> np.ndarray:
+    # In place after the first step: the noise hashes every (home, second), and fewer
+    # temporaries make that a good part faster.
     with np.errstate(over="ignore"):
         z = x + _GOLD
-        z = (z ^ (z >> np.uint64(30))) * _M1
-        z = (z ^ (z >> np.uint64(27))) * _M2
-        return z ^ (z >> np.uint64(31))
+        z ^= z >> np.uint64(30)
+        z *= _M1
+        z ^= z >> np.uint64(27)
+        z *= _M2
+        z ^= z >> np.uint64(31)
+        return z
 
 
 def _hash(seed: np.ndarray, stream: int, index: np.ndarray) -> np.ndarray:
@@ -147,14 +153,14 @@ class _Day:
     """One local day of a group of homes: what every usage's draw depends on.
 
     `t` and `sod` are (1, T): UTC seconds and local second of day; `tt` adds each
-    home's phase for cycling appliances.
+    home's phase for cycling appliances.  A usage only some homes have that day
+    (heating by type, a washing day) is computed for those rows alone (`rows`).
     """
 
     p: _Params
     day: int
     t: np.ndarray
     sod: np.ndarray
-    tt: np.ndarray
     weekend: bool
     season: float  # 1 mid-January, -1 mid-July
     day_mean: float  # the day's mean outdoor temperature, °C
@@ -172,7 +178,6 @@ class _Day:
             day=day,
             t=t,
             sod=sod,
-            tt=t + p.phase,
             weekend=((day + 3) % 7) >= 5,  # 1970-01-01 was a Thursday
             season=season,
             day_mean=day_mean,
@@ -183,6 +188,17 @@ class _Day:
         """Each home's uniform draw of `stream` for day `d` (default: this day), (S, 1)."""
         return _uniform(self.p.seed, stream, np.array([[self.day if d is None else d]]))
 
+    @cached_property
+    def tt(self) -> np.ndarray:
+        return self.t + self.p.phase
+
+    def cycle(self, period: int, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """`tt % period` for the homes `rows`, (R, T), as the sum of the two remainders folded
+        once: the same integers (both terms are non-negative), without an (R, T) modulo."""
+        r = (self.t % period) + (self.p.phase[rows] % period)
+        r[r >= period] -= period
+        return r
+
     def lunch_at_home(self) -> np.ndarray:
         return self.u(_S_LUNCH) < (0.9 if self.weekend else self.p.lunch_p)
 
@@ -191,22 +207,29 @@ def _heating(d: _Day) -> np.ndarray:
     """Heat demand from the indoor/outdoor gap, on days whose mean is below 15 °C;
     convectors cycle at full power with a thermostat duty, a heat pump modulates with a
     temperature-dependent COP."""
-    p, sod, tt = d.p, d.sod, d.tt
-    awake = _window(sod, 6 * HOUR + 30 * MINUTE, 16 * HOUR)
-    setpoint = np.where(awake, p.sp_day, p.sp_night)
-    demand = np.clip(setpoint - 2.0 - d.outdoor, 0.0, None) * p.heat_loss
-    duty = np.clip(demand / np.maximum(p.heat_rated, 1.0), 0.0, 1.0)
+    p = d.p
     heating = np.zeros((p.n, d.t.shape[1]))
-    heating_season = d.day_mean < 15.0  # households switch heating off on warm days
-    if heating_season and p.is_electric.any():
-        heating += np.where(p.is_electric & ((tt % QUARTER_HOUR) < duty * QUARTER_HOUR), p.heat_rated, 0.0)
-    if heating_season and p.is_heat_pump.any():
+    if d.day_mean >= 15.0:  # households switch heating off on warm days
+        return heating
+    awake = _window(d.sod, 6 * HOUR + 30 * MINUTE, 16 * HOUR)
+
+    def demand(rows: np.ndarray) -> np.ndarray:
+        setpoint = np.where(awake, p.sp_day[rows], p.sp_night[rows])
+        return np.clip(setpoint - 2.0 - d.outdoor, 0.0, None) * p.heat_loss[rows]
+
+    rows = np.flatnonzero(p.is_electric)
+    if rows.size:
+        rated = p.heat_rated[rows]
+        duty = np.clip(demand(rows) / np.maximum(rated, 1.0), 0.0, 1.0)
+        heating[rows] = np.where(d.cycle(QUARTER_HOUR, rows) < duty * QUARTER_HOUR, rated, 0.0)
+    rows = np.flatnonzero(p.is_heat_pump)
+    if rows.size:
+        rated = p.heat_rated[rows]
         cop = np.clip(2.8 + 0.09 * d.outdoor, 1.8, 4.5)
-        need = np.minimum(demand / cop, p.heat_rated)
-        floor = 0.3 * p.heat_rated
-        cycling = (tt % 1200) < np.clip(need / np.maximum(floor, 1.0), 0, 1) * 1200
-        heat_pump = np.where(need >= floor, need, np.where(cycling, floor, 0.0))
-        heating += np.where(p.is_heat_pump, heat_pump, 0.0)
+        need = np.minimum(demand(rows) / cop, rated)
+        floor = 0.3 * rated
+        cycling = d.cycle(1200, rows) < np.clip(need / np.maximum(floor, 1.0), 0, 1) * 1200
+        heating[rows] = np.where(need >= floor, need, np.where(cycling, floor, 0.0))
     return heating
 
 
@@ -249,19 +272,25 @@ def _cooking(d: _Day) -> np.ndarray:
         (d.u(_S_DINNER) < 0.92) & _window(sod, dinner, _secs(20 * MINUTE + dinner_u * 40 * MINUTE))
     )
     cooking = np.where(_window(sod, breakfast, 180), 2000.0, 0.0)
-    return cooking + np.where(meals & (d.tt % 120 < 80), d.p.cooking_w, 0.0)
+    return cooking + np.where(meals & (d.cycle(120) < 80), d.p.cooking_w, 0.0)
+
+
+def _programme(elapsed: np.ndarray, steps: tuple[tuple[int, float | np.ndarray], ...]) -> np.ndarray:
+    """An appliance's programme `elapsed` seconds after its start: each step's watts until its
+    second, nothing before the start or after the last step."""
+    until = [elapsed < 0, *(elapsed < end for end, _ in steps)]
+    return np.select(until, [0.0, *(watts for _, watts in steps)], 0.0)
 
 
 def _laundry(d: _Day) -> np.ndarray:
     """A washing machine cycle (heat, drum, spin) on some days."""
-    start = 8 * HOUR + 30 * MINUTE + _secs(d.u(_S_WASH_T) * 11 * HOUR)
-    wash_t = np.where(d.u(_S_WASH) < d.p.wash_p, d.sod - start, -1)
-    drum = np.where(d.tt % 60 < 40, 300.0, 80.0)
-    return np.where(
-        wash_t < 0,
-        0.0,
-        np.where(wash_t < 1200, 2000.0, np.where(wash_t < 6000, drum, np.where(wash_t < 6600, 500.0, 0.0))),
-    )
+    laundry = np.zeros((d.p.n, d.t.shape[1]))
+    rows = np.flatnonzero(d.u(_S_WASH) < d.p.wash_p)
+    if rows.size:
+        wash_t = d.sod - (8 * HOUR + 30 * MINUTE + _secs(d.u(_S_WASH_T)[rows] * 11 * HOUR))
+        drum = np.where(d.cycle(60, rows) < 40, 300.0, 80.0)
+        laundry[rows] = _programme(wash_t, ((1200, 2000.0), (6000, drum), (6600, 500.0)))
+    return laundry
 
 
 def _lighting(d: _Day) -> np.ndarray:
@@ -294,13 +323,12 @@ def _other(d: _Day) -> np.ndarray:
     """Always-on base load with meter-level noise, and the dishwasher."""
     p = d.p
     noise = (_hash(p.seed, _S_NOISE, d.t) % (2 * p.noise_w + 1).astype(np.uint64)).astype(np.int64)
-    dish_t = np.where(d.u(_S_DISH) < p.dish_p, d.sod - (21 * HOUR + _secs(d.u(_S_DISH_T) * HOUR)), -1)
-    dish = np.where(
-        dish_t < 0,
-        0.0,
-        np.where(dish_t < 1500, 1800.0, np.where(dish_t < 4800, 60.0, np.where(dish_t < 5700, 1800.0, 0.0))),
-    )
-    return p.base_w + (noise - p.noise_w) + dish
+    other = p.base_w + (noise - p.noise_w)
+    rows = np.flatnonzero(d.u(_S_DISH) < p.dish_p)
+    if rows.size:
+        dish_t = d.sod - (21 * HOUR + _secs(d.u(_S_DISH_T)[rows] * HOUR))
+        other[rows] += _programme(dish_t, ((1500, 1800.0), (4800, 60.0), (5700, 1800.0)))
+    return other
 
 
 _USAGE_MODELS = {
@@ -326,19 +354,38 @@ def _day(p: _Params, day: int, t: np.ndarray, sod: np.ndarray) -> dict[str, np.n
     return {usage: model(d) for usage, model in _USAGE_MODELS.items()}
 
 
-def _synthetic(group: tuple[Sensor, ...], t: np.ndarray) -> dict[str, np.ndarray]:
+_Parts = dict[str, np.ndarray]  # watts per usage, (S, T)
+
+
+def _local_days(group: tuple[Sensor, ...], t: np.ndarray) -> Iterator[tuple[np.ndarray | slice, _Parts]]:
+    """Each local day's instants among `t` (a slice or an index array) and their watts per usage."""
     p = _params(group)
-    out = {k: np.empty((p.n, t.size), dtype=np.int64) for k in USAGES}
-    if t.size == 0:
-        return out
     lt = local_seconds(group[0].timezone, t)
     lday = lt // DAY
     for day in np.unique(lday):
         idx = np.flatnonzero(lday == day)
         sel: np.ndarray | slice = slice(None) if idx.size == t.size else idx
-        parts = _day(p, int(day), t[sel].reshape(1, -1), (lt[sel] - day * DAY).reshape(1, -1))
+        yield sel, _day(p, int(day), t[sel].reshape(1, -1), (lt[sel] - day * DAY).reshape(1, -1))
+
+
+def _synthetic(group: tuple[Sensor, ...], t: np.ndarray) -> dict[str, np.ndarray]:
+    out = {k: np.empty((len(group), t.size), dtype=np.int64) for k in USAGES}
+    for sel, parts in _local_days(group, t) if t.size else ():
         for k, v in parts.items():
             out[k][:, sel] = np.rint(v)
+    return out
+
+
+def _synthetic_power(group: tuple[Sensor, ...], t: np.ndarray) -> np.ndarray:
+    """The meter's reading, the sum of `_synthetic`'s usages, without keeping them: each is
+    rounded and added in floats, exact for integers this size, and converted once.  The
+    history's quarter-hours of three years are this sum over every second."""
+    out = np.empty((len(group), t.size), dtype=np.int64)
+    for sel, parts in _local_days(group, t) if t.size else ():
+        total = np.zeros((len(group), parts["other"].shape[1]))
+        for v in parts.values():
+            total += np.rint(v)
+        out[:, sel] = total
     return out
 
 
@@ -386,5 +433,9 @@ def available(sensors: Sensor | Sequence[Sensor], ts: np.ndarray | Sequence[int]
 
 def power(sensors: Sensor | Sequence[Sensor], ts: np.ndarray | Sequence[int]) -> np.ndarray:
     """Integer watts the meter reads at each second; 1-D for one sensor, (S, T) for several."""
-    total: np.ndarray = functools.reduce(np.add, components(sensors, ts).values())
+    group = _group(sensors)
+    if any(s.replay is not None for s in group):
+        total: np.ndarray = functools.reduce(np.add, components(group, ts).values())
+    else:
+        total = _synthetic_power(group, np.asarray(ts, dtype=np.int64).ravel())
     return total[0] if isinstance(sensors, Sensor) else total
