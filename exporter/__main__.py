@@ -18,13 +18,22 @@ from homewatt.httpserver import serve_until_stopped
 from homewatt.live import LiveFleet
 from homewatt.meter import Ledger
 
+# How long a thread may hold the GIL while another waits for it (Python's default: 5 ms).
+# A scrape lets go of the GIL for every socket write and zlib call, and each time waits
+# for the device threads' turn to end: at 10,000 sensors with 1,000 devices, 5 ms made
+# the p99 scrape 53 ms, 0.5 ms made it 20 ms (benchmarks/exporter_render.py, docs/capacity.md).
+SWITCH_INTERVAL_S = 0.0005
+
 
 def start(fleet: Fleet, data: Path, clock: Callable[[], float] = time.time) -> tuple[MetricsApp, Devices]:
     """The app `main` serves: the modelled sensors at the current second, the devices' sources
     started.  Everything built so far lives as long as the process, so it is moved out of
     the garbage collector's sight (gc.freeze): at 10,000 sensors a full collection would
-    otherwise walk it all, holding up whatever scrape is running for 0.1 s and more."""
+    otherwise walk it all, holding up whatever scrape is running for 0.1 s and more.  The
+    GIL changes hands more often than Python's default (SWITCH_INTERVAL_S), for the same
+    reason."""
     log = logging.getLogger("exporter")
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     modelled = fleet.modelled
     live = LiveFleet(modelled, Ledger(modelled, data / "ledger"))
     began = time.perf_counter()
