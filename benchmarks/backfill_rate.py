@@ -161,16 +161,21 @@ def check(data: Path, fleet: tuple[Sensor, ...], summary: Summary) -> None:
                 assert increase[s.id] == loadmodel.power(s, np.arange(d0, d1 - 1)).sum(), s.id
             checks.append(f"raw: {len(fleet):,} sensors at its last second, a day's counter increase x 3")
         if plan.of("history"):
-            q1 = plan.raw_start // QUARTER_HOUR * QUARTER_HOUR - QUARTER_HOUR
-            q0 = max(plan.history_start, q1 - DAY)
-            expr = f"{READING15M.name} @ {q1} - {READING15M.name} @ {q0}"
-            increase = promapi.by_label(promapi.query(prom, expr))
-            assert len(increase) == len(fleet), len(increase)
-            for s in picks:
-                assert increase[s.id] == loadmodel.power(s, np.arange(q0, q1)).sum(), s.id
+            # The newest day of readings and the oldest: the counter is carried back from the
+            # raw window's start, so the oldest is where a lost or doubled quarter would show.
+            newest = plan.raw_start // QUARTER_HOUR * QUARTER_HOUR - QUARTER_HOUR
+            oldest_day = min(plan.history_start + DAY, newest)
+            for q0, q1 in ((max(plan.history_start, newest - DAY), newest), (plan.history_start, oldest_day)):
+                expr = f"{READING15M.name} @ {q1} - {READING15M.name} @ {q0}"
+                increase = promapi.by_label(promapi.query(prom, expr))
+                assert len(increase) == len(fleet), len(increase)
+                for s in picks:
+                    assert increase[s.id] == loadmodel.power(s, np.arange(q0, q1)).sum(), (s.id, q0)
             oldest = promapi.query(prom, f"count({READING15M.name})", at=plan.history_start)
             assert int(float(oldest[0]["value"][1])) == len(fleet), oldest
-            checks.append("history: a day of readings x 3, every sensor at the start and end")
+            checks.append(
+                "history: its newest and oldest day of readings x 3, every sensor at the start and end"
+            )
     print(f"checked through Prometheus, {stored:,} samples in {len(blocks)} blocks: " + "; ".join(checks))
 
 
