@@ -36,6 +36,21 @@ from stack.supervisor import Supervisor
 
 from .conftest import query_until, stack_env, write_fleet
 
+
+def cli(env: dict[str, str], *argv: str, code: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m partner_job ARGV` in a child process with `env` over ours, or `python -c CODE ARGV`
+    (a job with something patched in), its output captured."""
+    entry = ["-c", code] if code else ["-m", "partner_job"]
+    return subprocess.run(
+        [sys.executable, *entry, *argv],
+        env={**os.environ, **env},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
 PARIS = dt.timezone(dt.timedelta(hours=1))
 MIDNIGHT = dt.datetime(2026, 11, 30, tzinfo=PARIS)  # window: Oct 31 00:00 CET .. Nov 30 00:00 CET
 TOKEN = "test-token-123"
@@ -65,13 +80,7 @@ def test_window_lengths_across_the_dst_nights_of_2027():
 
 @pytest.mark.integration
 def test_next_prints_fire_times_with_offsets():
-    out = subprocess.run(
-        [sys.executable, "-m", "partner_job", "next", "--after", "2027-10-30T12:00:00+02:00", "--count", "3"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        check=True,
-    ).stdout.split()
+    out = cli({}, "next", "--after", "2027-10-30T12:00:00+02:00", "--count", "3").stdout.split()
     assert out == ["2027-10-31T00:00:00+02:00", "2027-11-01T00:00:00+01:00", "2027-11-02T00:00:00+01:00"]
 
 
@@ -360,21 +369,12 @@ def test_a_refused_payload_is_kept_with_the_partners_reason(stack):
     )
     # HomewattPartnerRejected reads this until someone acts; requeue sends it again.
     assert outbox_state(settings)[OUTBOX_REJECTED.name] == {"s-001": 1.0}
-    env = {**os.environ, **stack["env"]}
-    out = subprocess.run(
-        [sys.executable, "-m", "partner_job", "requeue", "s-001:2026-11-27"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert "s-001:2026-11-27: back in" in out.stdout
+    out = cli(stack["env"], "requeue", "s-001:2026-11-27")
+    assert out.returncode == 0 and "s-001:2026-11-27: back in" in out.stdout, out.stdout + out.stderr
     assert OUTBOX_REJECTED.name not in outbox_state(settings)
     assert outbox_state(settings)[OUTBOX_PENDING.name] == {"s-001": 1.0}
-    listing = subprocess.run(
-        [sys.executable, "-m", "partner_job", "outbox"], env=env, capture_output=True, text=True, check=True
-    )
-    assert "1 pending" in listing.stdout and "s-001:2026-11-27" in listing.stdout
+    listing = cli(stack["env"], "outbox")
+    assert listing.returncode == 0 and "1 pending" in listing.stdout and "s-001:2026-11-27" in listing.stdout
     again = job.deliver(settings, client(settings), Outbox(settings.data / "outbox"))
     assert again.delivered == 1
     assert OUTBOX_PENDING.name not in outbox_state(settings)
@@ -385,33 +385,19 @@ def test_killed_between_send_and_push_then_restarted(stack):
     settings, env = stack["settings"], stack["env"]
     pushgw = settings.pushgateway_url
     requests.delete(f"{pushgw}/metrics/job/partner_job/sensor/s-006", timeout=5)
-    cmd = [sys.executable, "-m", "partner_job", "run", "--at", "2026-11-26T00:00:00+01:00", "--no-progress"]
+    run = ["run", "--at", "2026-11-26T00:00:00+01:00", "--no-progress"]
     # The job dies the moment it would push: after the partner answered, before the gauges.
     die_at_push = (
         "import os, sys, partner_job.job as job, partner_job.__main__ as cli; "
         "job.push_breakdown = lambda *a, **k: os._exit(17); "
         "sys.exit(cli.main(sys.argv[1:]))"
     )
-    crash = subprocess.run(
-        [sys.executable, "-c", die_at_push, *cmd[3:]],
-        env={**os.environ, **env},
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    crash = cli(env, *run, code=die_at_push)
     assert crash.returncode == 17  # died after the partner answered, before pushing
     assert Outbox(settings.data / "outbox").has("s-001:2026-11-26") or Outbox(settings.data / "outbox").has(
         "s-006:2026-11-26"
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "partner_job", "deliver", "--no-progress"],
-        env={**os.environ, **env},
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = cli(env, "deliver", "--no-progress")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "0 failed" in done.stdout and "breakdowns: http" in done.stdout
     assert not Outbox(settings.data / "outbox").pending()
@@ -510,14 +496,7 @@ def peak_rss_mb(env: dict[str, str], *argv: str) -> float:
         "import resource, sys; from partner_job.__main__ import main; rc = main(sys.argv[1:]); "
         "print('maxrss', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code, *argv],
-        env={**os.environ, **env},
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    out = cli(env, *argv, code=code)
     assert out.returncode == 0, out.stdout + out.stderr
     return int(out.stdout.split("maxrss")[-1]) / 1024
 
