@@ -166,18 +166,22 @@ class Pauses:
         elif time.perf_counter() - self._start > 0.001:
             self.done = [*self.done[-999:], (self._start, time.perf_counter(), info["generation"])]
 
-    def timed(self, metrics: Callable[..., bytes]) -> Callable[..., bytes]:
-        def wrapper(*args: object) -> bytes:
+    def timed(self, metrics: Callable[..., bytes], ready: Callable[[float], bool]) -> Callable[..., bytes]:
+        """`metrics` logging its slow calls; `ready(now)`: whether the second was computed ahead."""
+
+        def wrapper(now: float, gzip: bool = False) -> bytes:
+            ahead = ready(now)
             start, cpu = time.perf_counter(), time.thread_time()
             try:
-                return metrics(*args)
+                return metrics(now, gzip)
             finally:
                 end, cpu = time.perf_counter(), time.thread_time() - cpu
                 if end - start > SLOW_S:
                     gc_s = sum(min(b, end) - max(a, start) for a, b, _ in self.done if b > start and a < end)
                     print(
                         f"slow scrape: {(end - start) * 1000:.1f} ms, gc {gc_s * 1000:.1f} ms, "
-                        f"on the CPU {cpu * 1000:.1f} ms",
+                        f"on the CPU {cpu * 1000:.1f} ms, second computed ahead {'yes' if ahead else 'no'} "
+                        f"(at .{int(now % 1 * 1000):03d} s)",
                         file=sys.stderr,
                     )
 
@@ -193,7 +197,7 @@ def serve_shifted(fleet_file: str, data: str, listen: str, offset: float, profil
         return time.time() + offset
 
     app, devices = start(load_fleet(fleet_file), Path(data), clock)
-    app.metrics = pauses.timed(app.metrics)  # type: ignore[method-assign]
+    app.metrics = pauses.timed(app.metrics, lambda now: int(now) in app.ahead._ready)  # type: ignore[method-assign]
     if profile:
         profiler = cProfile.Profile()
         plain = app.metrics
@@ -318,7 +322,7 @@ def http_scrape(args: argparse.Namespace) -> None:
         ready_timeout=300.0,
     )
     print(
-        f"\nfleet: {n - n_dev:,} modelled + {n_dev:,} devices "
+        f"\nfleet: {n - n_dev:,} modelled + {n_dev:,} devices, scraped at .{round(args.phase * 100):02d} s "
         f"({', '.join(f'{k} {v}' for k, v in device_mix(fleet).items())}); data in {root}"
     )
     with Supervisor(root / "logs") as sup:
@@ -339,6 +343,8 @@ def http_scrape(args: argparse.Namespace) -> None:
         cpu0, t0 = cpu_seconds(pid), time.monotonic()
         time.sleep(args.idle)
         idle_cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
+        # Prometheus scrapes at a phase of its own; just before a second's end is the hardest.
+        time.sleep((args.phase - (time.time() + offset)) % 1.0)
         cpu0, t0 = cpu_seconds(pid), time.monotonic()
         scrapes = scrape_every_second("127.0.0.1", exporter_port, args.scrapes, PROMETHEUS_HEADERS)
         busy_cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
@@ -376,9 +382,11 @@ def slow_scrapes(log: Path) -> None:
     took = [float(r[2]) for r in rows]
     gc_ms = [float(r[5]) for r in rows]
     cpu_ms = [float(r[10]) for r in rows]
+    missed = sum(r[15] == "no" for r in rows)
     if rows:
         print(
             f"scrapes over {SLOW_S * 1000:.0f} ms in the exporter, the whole run: {len(rows)}, "
+            f"{missed} of them computing their second (not ready ahead), "
             f"{sum(g >= 1 for g in gc_ms)} with a garbage collection in them; of their "
             f"{sum(took):.0f} ms, {sum(cpu_ms):.0f} on the CPU and {sum(gc_ms):.0f} collecting garbage "
             "(the rest: waiting for the GIL or a core)"
@@ -431,6 +439,13 @@ def main() -> None:
     ap.add_argument("--devices", type=int, default=1_000, help="of which devices (default 1,000)")
     ap.add_argument("--scrapes", type=int, default=120, help="scrapes, one a second (default 120)")
     ap.add_argument("--idle", type=float, default=20.0, help="seconds of unscraped CPU measure (default 20)")
+    ap.add_argument(
+        "--phase",
+        type=float,
+        default=0.97,
+        help="where in the exporter's second the scrapes start (default 0.97: just before its end, "
+        "where a late scrape asks for the second after the one computed ahead)",
+    )
     ap.add_argument("--profile", action="store_true", help="profile the exporter's scrapes (cProfile)")
     args = ap.parse_args()
     if args.part in ("render", "all"):

@@ -93,7 +93,7 @@ class MetricsHandler(Handler):
             headers = {"Vary": "Accept-Encoding"} | ({"Content-Encoding": "gzip"} if gzip else {})
             self.reply(200, CONTENT_TYPE_LATEST, body, headers)
             # Only now, the scrape answered: computing ahead competes for the CPU and the GIL.
-            self.app.ahead.prepare(int(now) + 1, gzip)
+            self.app.ahead.prepare_next(now, gzip)
         elif self.path == "/":
             self.reply(200, "text/html", b'<a href="/metrics">homewatt exporter metrics</a>\n')
         else:

@@ -267,6 +267,41 @@ def test_each_scrape_serves_its_own_second_though_the_next_is_computed_ahead(fle
     assert app.body(T0 + 3.2) == expected(T0 + 3)  # not ready: computed by the scrape itself
 
 
+class CountingFleet(LiveFleet):
+    """A LiveFleet that records which seconds the model computed, in order."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.computed: list[int] = []
+
+    def at(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        self.computed.append(t)
+        return super().at(t)
+
+
+@pytest.mark.parametrize(
+    ("phase", "ahead"),
+    [(0.5, [1]), (0.02, [1]), (0.95, [1, 2])],
+    ids=["mid-second", "just-after-a-boundary", "just-before-a-boundary"],
+)
+def test_a_scrape_near_a_seconds_end_has_both_next_seconds_computed_ahead(fleet, phase, ahead):
+    """The next scrape comes a little early or late: near a boundary it may ask for either second,
+    and neither may be left for the scrape to compute while Prometheus waits."""
+    sensors = tuple(dataclasses.replace(s, index_date=dt.date(2026, 5, 1)) for s in fleet.modelled)
+    live = CountingFleet(sensors)
+    app = MetricsApp(live, clock=lambda: T0 + phase)
+    app.body(T0 + phase)
+    app.ahead.prepare_next(T0 + phase)
+    app.ahead._pool.shutdown(wait=True)  # the background work done
+    assert live.computed == [T0] + [T0 + k for k in ahead]
+    reference, ledger = FleetRenderer([s.id for s in sensors]), Ledger(sensors)
+    for late in (-0.08, 0.0, 0.08):  # the next scrape, early, on time or late: its second is ready
+        t = int(T0 + phase + 1 + late)
+        expected = reference.render(loadmodel.power(sensors, [t])[:, 0], counter(ledger, [t])[:, 0])
+        assert app.body(T0 + phase + 1 + late) == expected
+    assert live.computed == [T0] + [T0 + k for k in ahead]  # none of them stepped the model
+
+
 def test_gzip_when_asked_is_one_member_of_the_same_text(fleet):
     sensors = tuple(dataclasses.replace(s, index_date=dt.date(2026, 5, 1)) for s in fleet.sensors)
     now = T0 + 0.7
