@@ -632,15 +632,17 @@ def offline_points(run: dict[str, Any], group: str) -> list[tuple[float, float]]
 
 def full_cost(run: dict[str, Any], group: str) -> tuple[float | None, bool]:
     """CPU s of one evaluation with a full window, and whether it was extrapolated (a run shorter
-    than the window: the line through the two fullest points, read at the window)."""
+    than the window: the least-squares line through every point, read at the window, and never
+    below the largest cost measured: one evaluation's CPU is noisy, and a line through two points
+    once read a negative cost)."""
     pts, window = offline_points(run, group), GROUPS[group]
     full = [c for f, c in pts if f >= window]
     if full:
         return statistics.median(full), False
     if len(pts) < 2:
         return None, True
-    line = fit([f for f, _ in pts[-2:]], [c for _, c in pts[-2:]])
-    return (line[0] + line[1] * window if line else None), True
+    line = fit([f for f, _ in pts], [c for _, c in pts])
+    return (max(max(c for _, c in pts), line[0] + line[1] * window) if line else None), True
 
 
 def cost_at(run: dict[str, Any], group: str, fill: float) -> float:

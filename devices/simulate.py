@@ -23,6 +23,7 @@ import argparse
 import json
 import logging
 import os
+import select
 import signal
 import sys
 import time
@@ -51,16 +52,33 @@ class TicLine:
     """A pseudo-terminal standing in for a TIC dongle, linked at a fixed path.
 
     `reopen()` closes it and opens a new one at the same path: to the reader, an
-    unplugged and replugged dongle.
+    unplugged and replugged dongle.  A pseudo-terminal, unlike a dongle, cannot be set
+    to 7E1 again once its reader has closed it (tcsetattr fails with EINVAL), so when
+    the reader closes it (an exporter or its device reader restarting), the next write
+    replugs it: the reader's retry then opens the new one.
     """
 
     def __init__(self, link: Path):
         self.link = link
         self.master = -1
+        self.read = False  # a reader has had the line open since it was (re)plugged
         self.open()
 
+    def _reader_gone(self) -> bool:
+        """Whether the reader that had the line open closed it (the master hangs up while no
+        one has the other end open, before the first reader too)."""
+        poll = select.poll()
+        poll.register(self.master, select.POLLHUP)
+        hung_up = bool(poll.poll(0))
+        self.read = self.read or not hung_up
+        return self.read and hung_up
+
     def open(self) -> None:
+        self.read = False
         self.master, slave = os.openpty()
+        # A full line with no reader (the exporter's reader restarting) drops the frame, as a
+        # dongle's bytes go nowhere; a blocking write would stall every device simulated here.
+        os.set_blocking(self.master, False)
         tty.setraw(slave)
         name = os.ttyname(slave)
         os.close(slave)  # the reader opens it by name, as it would a dongle
@@ -71,6 +89,8 @@ class TicLine:
         tmp.replace(self.link)
 
     def write(self, data: bytes) -> None:
+        if self.master >= 0 and self._reader_gone():
+            self.reopen()
         os.write(self.master, data)
 
     def close(self) -> None:

@@ -26,6 +26,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,7 +90,6 @@ class DeviceState:
         self.device = device
         self.clock = clock
         self.rejected = dict.fromkeys(REASONS, 0)
-        self.rejections = 0  # their sum: the hub re-reads `rejected` only when this moved
         self.last_seen: float | None = None
         self.power_w: float | None = None
         self.apparent_va: float | None = None
@@ -101,7 +101,8 @@ class DeviceState:
         self._lock = threading.Lock()
         self._logged: set[str] = set()
         self._row: np.ndarray | None = None  # see share()
-        self._row_lock = self._lock  # replaced by the hub's, with the row
+        self._counts: np.ndarray | None = None
+        self._row_lock: AbstractContextManager[object] = self._lock  # replaced by the hub's, with the row
 
     def max_power_w(self) -> float:
         if self.device.max_power_w is not None:
@@ -113,7 +114,9 @@ class DeviceState:
     def reject(self, exc: Rejected) -> None:
         with self._lock:
             self.rejected[exc.reason] += 1
-            self.rejections += 1
+            if self._counts is not None:
+                with self._row_lock:
+                    self._counts[REASONS.index(exc.reason)] += 1
             first = exc.reason not in self._logged
             self._logged.add(exc.reason)
         # The first of each kind is worth a line; a flood of them is worth a counter, not a log.
@@ -199,12 +202,13 @@ class DeviceState:
         # Rounded to the mJ: a Shelly's 3-decimal Wh times 3600 would otherwise carry float noise.
         return None if self.energy_wh is None else round(self.energy_wh * 3600.0, 3)
 
-    def share(self, row: np.ndarray, lock: threading.Lock) -> None:
+    def share(self, row: np.ndarray, counts: np.ndarray, lock: AbstractContextManager[object]) -> None:
         """Keep `row` = (power W, apparent VA, energy J, last seen), NaN for None, up to date
-        with every accepted reading, written under `lock`: a scrape then reads a thousand
-        devices in one copy (devices/hub.py) instead of a thousand `values()` calls."""
+        with every accepted reading, and add each rejection to `counts` (one per REASONS), both
+        written under `lock`: a scrape then reads a thousand devices in one copy
+        (devices/hub.py) instead of a thousand `values()` calls, even from another process."""
         with self._lock:
-            self._row, self._row_lock = row, lock
+            self._row, self._counts, self._row_lock = row, counts, lock
             self._publish()
 
     def _publish(self) -> None:

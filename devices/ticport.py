@@ -10,6 +10,7 @@ open is partial and is dropped without a count, as the decoder does at start.
 from __future__ import annotations
 
 import logging
+import termios
 import threading
 from pathlib import Path
 
@@ -56,7 +57,7 @@ class TicPort:
         while not self._stop.is_set():
             try:
                 port = self._open()
-            except (serial.SerialException, OSError) as exc:
+            except (serial.SerialException, OSError, termios.error) as exc:
                 if not lost:
                     log.warning(
                         "%s: cannot open %s (%s); retrying with backoff up to %.0f s",
@@ -80,7 +81,7 @@ class TicPort:
             self.up = True
             try:
                 self._read(port)
-            except (serial.SerialException, OSError) as exc:
+            except (serial.SerialException, OSError, termios.error) as exc:
                 log.warning(
                     "%s: %s went away (%s); reopening with backoff up to %.0f s",
                     self.state.sensor_id,

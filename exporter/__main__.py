@@ -31,7 +31,8 @@ def start(fleet: Fleet, data: Path, clock: Callable[[], float] = time.time) -> t
     the garbage collector's sight (gc.freeze): at 10,000 sensors a full collection would
     otherwise walk it all, holding up whatever scrape is running for 0.1 s and more.  The
     GIL changes hands more often than Python's default (SWITCH_INTERVAL_S), for the same
-    reason."""
+    reason, and the devices are read in a process of their own (devices/hub.py), forked
+    here, before any thread starts."""
     log = logging.getLogger("exporter")
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     modelled = fleet.modelled
@@ -43,7 +44,7 @@ def start(fleet: Fleet, data: Path, clock: Callable[[], float] = time.time) -> t
     app = MetricsApp(live, devices, clock)
     gc.collect()
     gc.freeze()
-    devices.start()
+    devices.start(process=True)
     if len(devices):
         log.info(
             "%d device sensors: %s",

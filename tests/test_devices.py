@@ -27,7 +27,14 @@ from devices import shelly, tic
 from devices.simulate import TicLine
 from homewatt import promapi
 from homewatt.config import Settings
-from homewatt.contract import APPARENT_POWER, DEVICE_LAST_SEEN, DEVICE_REJECTED, ENERGY, POWER
+from homewatt.contract import (
+    APPARENT_POWER,
+    DEVICE_LAST_SEEN,
+    DEVICE_REJECTED,
+    DEVICE_SOURCE_UP,
+    ENERGY,
+    POWER,
+)
 from homewatt.procs import free_port, wait_until
 from homewatt.window import Window
 from partner_job import fetch
@@ -64,7 +71,7 @@ class Devices:
 
     def exporter_value(self, metric: str, **labels: str) -> float | None:
         text = requests.get(f"http://{self.settings.exporter_listen}/metrics", timeout=5).text
-        want = metric + "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+        want = metric + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
         for line in text.splitlines():
             if line.startswith(want + " "):
                 return float(line.split()[-1])
@@ -314,3 +321,44 @@ def test_an_unplugged_tic_port_is_reopened(devices: Devices):
         line.close()
     assert log.count("tic/m-hist went away") == 1
     assert "reading TIC (historic mode) from" in log and " again" in log
+
+
+def test_a_killed_device_reader_is_started_again_and_loses_no_count(devices: Devices):
+    """The exporter reads its devices in a child process: killing it stops neither the modelled
+    sensors nor the exporter, a new reader takes over, and the rejection counts carry on."""
+    (exporter,) = [s for s in devices.sup.services if s.name == "exporter"]
+    assert exporter.process is not None
+    pid = exporter.process.pid
+
+    def reader() -> int | None:
+        children = " ".join(p.read_text() for p in Path(f"/proc/{pid}/task").glob("*/children"))
+        return int(children.split()[0]) if children.split() else None
+
+    first = reader()
+    assert first is not None, "the exporter has no device reader process"
+    flood = devices.exporter_value(DEVICE_REJECTED.name, sensor="m-flood", reason="not_json")
+    assert flood == 5000.0  # the flood test's, counted by the first reader
+    os.kill(first, 9)
+    killed = time.time()
+    wait_until(lambda: reader() not in (None, first), 30, "a new device reader")
+    restarted = time.time()
+    assert exporter.process.poll() is None  # the exporter itself never stopped
+    assert "s-001" in devices.fresh()
+
+    def heard_since_restart() -> bool:
+        seen = [
+            devices.exporter_value(DEVICE_LAST_SEEN.name, sensor=s) for s in ("m-shelly", "m-tas", "m-tic")
+        ]
+        return all(t is not None and t > restarted for t in seen)
+
+    # MQTT devices, and the simulated Linky's line, which the simulator replugs once the dead
+    # reader's end closed (a pseudo-terminal cannot be opened as 7E1 again).
+    wait_until(heard_since_restart, 60, "every simulated device heard by the new reader")
+    assert {"m-shelly", "m-tas"} <= devices.fresh()  # the Linky's active power waits for a new estimate
+    assert time.time() - killed < 60
+    assert devices.exporter_value(DEVICE_REJECTED.name, sensor="m-flood", reason="not_json") == 5000.0
+    assert devices.exporter_value("homewatt_exporter_device_reader_restarts_total") == 1.0
+    assert (
+        devices.exporter_value(DEVICE_SOURCE_UP.name, source=f"mqtt://127.0.0.1:{devices.broker_port}") == 1.0
+    )
+    assert f"device reader (pid {first}) exited (killed by signal 9)" in devices.log("exporter")
