@@ -59,6 +59,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._fleets import big_fleet, write_fleet  # noqa: E402
+from benchmarks._proc import cpu_seconds  # noqa: E402
 from exporter.__main__ import start  # noqa: E402
 from exporter.render import FleetRenderer  # noqa: E402
 from exporter.server import serve  # noqa: E402
@@ -227,12 +228,6 @@ def serve_shifted(fleet_file: str, data: str, listen: str, offset: float, profil
 # --- part 2: the measuring side ---------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, all its threads."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 @dataclasses.dataclass
 class Scrape:
     seconds: float
@@ -273,12 +268,15 @@ def quantiles_ms(times: list[float]) -> tuple[float, float, float]:
 
 
 def scrape_every_second(host: str, port: int, n: int, headers: dict[str, str]) -> list[Scrape]:
-    """`n` scrapes, one a second at a fixed phase, as Prometheus's 1 s interval does."""
+    """`n` scrapes, one a second at a fixed phase of the wall clock, as Prometheus's 1 s interval
+    does.  Timed on the wall clock, which the exporter reads, not the monotonic one: this
+    machine's wall clock has been seen slewed by 5 ms a second, which would drift the phase
+    by 1.5 s over 300 scrapes."""
     out = []
-    t0 = time.monotonic()
+    t0 = time.time()
     for k in range(n):
         out.append(scrape(host, port, headers))
-        time.sleep(max(0.0, t0 + (k + 1) - time.monotonic()))
+        time.sleep(max(0.0, t0 + (k + 1) - time.time()))
     return out
 
 
@@ -340,14 +338,14 @@ def http_scrape(args: argparse.Namespace) -> None:
         wait_until(devices_heard, 300, f"all {n_dev} devices heard")
         print(f"up in {time.monotonic() - started:.0f} s (fleet files parsed, devices all heard)")
         time.sleep(5)
-        cpu0, t0 = cpu_seconds(pid), time.monotonic()
+        cpu0, t0 = cpu_seconds(pid, with_children=True), time.monotonic()
         time.sleep(args.idle)
-        idle_cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
+        idle_cpu = (cpu_seconds(pid, with_children=True) - cpu0) / (time.monotonic() - t0)
         # Prometheus scrapes at a phase of its own; just before a second's end is the hardest.
         time.sleep((args.phase - (time.time() + offset)) % 1.0)
-        cpu0, t0 = cpu_seconds(pid), time.monotonic()
+        cpu0, t0 = cpu_seconds(pid, with_children=True), time.monotonic()
         scrapes = scrape_every_second("127.0.0.1", exporter_port, args.scrapes, PROMETHEUS_HEADERS)
-        busy_cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
+        busy_cpu = (cpu_seconds(pid, with_children=True) - cpu0) / (time.monotonic() - t0)
         plain = scrape_every_second("127.0.0.1", exporter_port, min(args.scrapes, 30), {})
         sim = [s for s in sup.services if s.name == "simulator"][0]
         assert sim.process is not None

@@ -56,6 +56,7 @@ from backfill.generate import RAW_LABELS  # noqa: E402
 from backfill.ingest import dir_bytes, promtool_blocks  # noqa: E402
 from backfill.openmetrics import EOF_MARK, family_header, series_lines  # noqa: E402
 from benchmarks._fleets import big_fleet  # noqa: E402
+from benchmarks._proc import cpu_seconds  # noqa: E402
 from homewatt import loadmodel  # noqa: E402
 from homewatt.config import Settings, hostport  # noqa: E402
 from homewatt.contract import ENERGY, HOUR, MINUTE  # noqa: E402
@@ -241,12 +242,6 @@ def job_child(n: int, knobs: dict[str, int | None]) -> None:
         "cpu": usage.ru_utime + usage.ru_stime,
     }
     print(json.dumps(doc))
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a running process (/proc/PID/stat), to see who the bottleneck is."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:

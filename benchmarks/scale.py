@@ -75,6 +75,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import _fleets  # noqa: E402
+from benchmarks._proc import cpu_seconds  # noqa: E402
 from benchmarks.history_speed import timed  # noqa: E402
 from homewatt import promapi  # noqa: E402
 from homewatt.config import REPO, Settings  # noqa: E402
@@ -108,7 +109,6 @@ THANOS_TIERS = [
 HISTORY_FULL_MS = {"Thanos Query": 43.0, "Prometheus": 52.5}
 PARTNER_SCRIPT = BENCH / "partner_job_rate.py"
 BACKFILL_SCRIPT = BENCH / "backfill_rate.py"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Rule groups timed, and the seconds of data their window reads (homewatt-live's silent_seconds
 # reads an hour of the 15 s sensor:elec_power_watts:timestamp; before session 7 a [1h:1m] subquery of the 1 s data).
 GROUPS = {"homewatt-1m": 60, "homewatt-15m": 900, "homewatt-live": 3600}
@@ -146,12 +146,6 @@ def write_fleet(path: Path, sensors: Sequence[Sensor]) -> Path:
 
 
 # --- reading processes and Prometheus ---------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def rss_bytes(pid: int) -> int:
@@ -399,7 +393,7 @@ def live_run(n: int, root: Path, args: argparse.Namespace) -> dict[str, Any]:
         rows = scrape_metrics(url)
         rules.poll(rows)
         t0, wal0 = time.time(), dir_bytes(stack.tsdb / "wal")
-        cpu0 = {"exporter": cpu_seconds(epid), "prometheus": cpu_seconds(ppid)}
+        cpu0 = {"exporter": cpu_seconds(epid, with_children=True), "prometheus": cpu_seconds(ppid)}
         appended0 = total(rows, "prometheus_tsdb_head_samples_appended_total")
         rss_max = {"exporter": 0, "prometheus": 0}
         trace = [(t0, cpu0["exporter"], cpu0["prometheus"])]  # every 5 s: (time, CPU s of each)
@@ -412,11 +406,11 @@ def live_run(n: int, root: Path, args: argparse.Namespace) -> dict[str, Any]:
             }
             if i % 5 == 4:
                 rules.poll(scrape_metrics(url))
-                trace.append((time.time(), cpu_seconds(epid), cpu_seconds(ppid)))
+                trace.append((time.time(), cpu_seconds(epid, with_children=True), cpu_seconds(ppid)))
         rows = scrape_metrics(url)
         rules.poll(rows)
         t1, wal1 = time.time(), dir_bytes(stack.tsdb / "wal")
-        cpu1 = {"exporter": cpu_seconds(epid), "prometheus": cpu_seconds(ppid)}
+        cpu1 = {"exporter": cpu_seconds(epid, with_children=True), "prometheus": cpu_seconds(ppid)}
         took = t1 - t0
         trace.append((t1, cpu1["exporter"], cpu1["prometheus"]))
         # The run's end, when the rules' windows are fullest: its last fifth, 5 min at most.
