@@ -170,6 +170,7 @@ class Devices:
                 self._up[:] = 0.0  # nothing is read any more: every source is down
             finally:
                 self._lock.release()
+            delay = 1.0 if time.monotonic() - started > 600 else delay  # it had run a while
             log.error(
                 "device reader (pid %d) exited (%s); starting a new one in %.0f s",
                 self._reader,
@@ -177,7 +178,6 @@ class Devices:
                 delay,
             )
             READER_RESTARTS.inc()
-            delay = 1.0 if time.monotonic() - started > 600 else delay
             if self._stopping.wait(delay):
                 return
             delay = min(delay * 2, BACKOFF_MAX_S)

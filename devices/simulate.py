@@ -61,7 +61,7 @@ class TicLine:
     def __init__(self, link: Path):
         self.link = link
         self.master = -1
-        self.read = False  # a reader has had the line open since it was (re)plugged
+        self._had_reader = False  # a reader has had the line open since it was (re)plugged
         self.open()
 
     def _reader_gone(self) -> bool:
@@ -70,11 +70,11 @@ class TicLine:
         poll = select.poll()
         poll.register(self.master, select.POLLHUP)
         hung_up = bool(poll.poll(0))
-        self.read = self.read or not hung_up
-        return self.read and hung_up
+        self._had_reader = self._had_reader or not hung_up
+        return self._had_reader and hung_up
 
     def open(self) -> None:
-        self.read = False
+        self._had_reader = False
         self.master, slave = os.openpty()
         # A full line with no reader (the exporter's reader restarting) drops the frame, as a
         # dongle's bytes go nowhere; a blocking write would stall every device simulated here.
